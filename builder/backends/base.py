@@ -1,0 +1,100 @@
+"""The seam between the build pipeline and the backends (pip now, Docker next)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..recipe import Recipe
+from ..runtimes import Runtime
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a layer is built for: a Lambda runtime on one architecture."""
+
+    runtime: Runtime
+    arch: str
+
+    @property
+    def machine(self) -> str:
+        return {"x86_64": "x86_64", "arm64": "aarch64"}[self.arch]
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime.name}-{self.arch}"
+
+    def describe(self) -> str:
+        r = self.runtime
+        return f"{r.name} on {r.os_title} (glibc {r.glibc_text}), {self.arch}"
+
+
+@dataclass(frozen=True)
+class LockedWheel:
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    # "index": downloaded as a wheel; "sdist": built here from the source
+    # distribution whose hash is ``source_sha256`` (wheel builds are not
+    # byte-reproducible, so the identity of such a wheel is its sdist).
+    origin: str = "index"
+    source_sha256: str = ""
+
+    @property
+    def identity(self) -> str:
+        return self.source_sha256 if self.origin == "sdist" else self.sha256
+
+
+@dataclass(frozen=True)
+class Lock:
+    recipe: str
+    runtime: str
+    arch: str
+    wheels: tuple[LockedWheel, ...]
+
+    @property
+    def digest(self) -> str:
+        """Stable across rebuilds: names, versions and upstream hashes only."""
+        basis = [(w.name, w.version, w.identity) for w in sorted(self.wheels, key=lambda w: w.name)]
+        return hashlib.sha256(json.dumps([self.runtime, self.arch, basis]).encode()).hexdigest()
+
+    def versions(self) -> dict[str, str]:
+        return {w.name: w.version for w in self.wheels}
+
+    def to_json(self) -> dict:
+        return {
+            "recipe": self.recipe,
+            "runtime": self.runtime,
+            "architecture": self.arch,
+            "digest": self.digest,
+            "wheels": [asdict(w) for w in sorted(self.wheels, key=lambda w: w.name)],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Lock":
+        return cls(
+            recipe=data["recipe"],
+            runtime=data["runtime"],
+            arch=data["architecture"],
+            wheels=tuple(LockedWheel(**w) for w in data["wheels"]),
+        )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    lock: Lock
+    wheel_paths: tuple[Path, ...]
+
+
+class Backend(Protocol):
+    name: str
+
+    def resolve(self, recipe: Recipe, target: Target, workdir: Path) -> Resolution:
+        """Pick and fetch one wheel per distribution the target can load."""
+
+    def install(self, resolution: Resolution, target: Target, tree: Path) -> None:
+        """Install exactly the resolved wheels into ``tree`` (the layer's python/)."""

@@ -1,0 +1,251 @@
+"""The no-Docker backend: cross-platform pip on the host.
+
+pip is told the target exactly (``--platform`` for every manylinux tag up to
+the runtime's glibc, ``--python-version``, ``--implementation cp``, ``--abi``)
+and ``--only-binary=:all:``, so it picks the newest release that has a wheel
+the runtime can load and never a newer-glibc one. A requirement that exists
+only as a source distribution is built into a wheel here when it is pure
+Python (old gast, termcolor, html5lib); native code cannot be compiled for
+another platform on the host, so that is an error pointing to Docker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+from ..errors import ResolveError
+from ..recipe import Recipe
+from ..runner import Result, Runner
+from .base import Lock, LockedWheel, Resolution, Target
+
+# Reproducible wheels from sdists, and no prompts from pip.
+_PIP_ENV = {"SOURCE_DATE_EPOCH": "315532800", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+_NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
+_WRONG_PYTHON = re.compile(r"Package '([^']+)' requires a different Python")
+_DEPENDS_ON = re.compile(r"^\s*\S+ \S+ depends on (\S+)", re.M)
+_FETCHED = re.compile(r"(?:Processing|Downloading|Using cached|File was already downloaded)\s+(?:\S*/)?([^/\s]+\.(?:whl|tar\.gz|zip))")
+# Enough for a deep stack; more means pip and we disagree and would loop.
+_MAX_SDIST_BUILDS = 25
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pip_tail(text: str, lines: int = 12) -> str:
+    # The machine-wide "Location ... is ignored" warnings are noise here.
+    kept = [l for l in text.splitlines() if l.strip() and "is ignored: it is neither" not in l]
+    return "\n".join(kept[-lines:])
+
+
+class PipBackend:
+    name = "pip"
+
+    def __init__(self, runner: Runner, cache_dir: Path) -> None:
+        self.runner = runner
+        self.built_wheels = cache_dir / "sdist-wheels"
+
+    def _pip(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pip", *args]
+
+    def _target_options(self, target: Target) -> list[str]:
+        options = ["--only-binary=:all:", "--implementation", "cp", "--python-version", target.runtime.python]
+        for tag in target.runtime.platform_tags(target.arch):
+            options += ["--platform", tag]
+        for abi in target.runtime.abis():
+            options += ["--abi", abi]
+        return options
+
+    # -- resolve ---------------------------------------------------------
+    def _download(self, args: list, workdir: Path) -> Result:
+        """``pip download`` that steps over releases whose Requires-Python excludes the target.
+
+        pip filters releases by Requires-Python only when the index says it
+        up front; mirrors (devpi, Artifactory, a file:// index) often do not,
+        and pip then stops with "requires a different Python" instead of
+        trying an older release. Exclude that release and ask again.
+        """
+        constraints = workdir / "python-constraints.txt"
+        excluded = self._excluded
+        while True:
+            constraints.write_text("".join(f"{line}\n" for line in excluded))
+            result = self.runner.run(self._pip("download", "--constraint", constraints, *args), env=_PIP_ENV)
+            wrong = _WRONG_PYTHON.search(result.stdout + result.stderr)
+            if result.ok or not wrong:
+                return result
+            name = canonicalize_name(wrong.group(1))
+            version = _last_fetched_version(result.stdout + result.stderr, name)
+            line = f"{name}!={version}"
+            if version is None or line in excluded or len(excluded) >= _MAX_SDIST_BUILDS:
+                return result
+            excluded.append(line)
+
+    def resolve(self, recipe: Recipe, target: Target, workdir: Path) -> Resolution:
+        wheelhouse = workdir / "wheels"
+        wheelhouse.mkdir(parents=True, exist_ok=True)
+        self.built_wheels.mkdir(parents=True, exist_ok=True)
+        requirements = [pin.text for pin in recipe.requirements]
+        sdist_hashes: dict[str, str] = self._known_sdist_hashes()
+        self._excluded: list[str] = []
+        for _ in range(_MAX_SDIST_BUILDS):
+            result = self._download(
+                ["--dest", wheelhouse, "--find-links", self.built_wheels, "--progress-bar", "off",
+                 *self._target_options(target), *requirements],
+                workdir,
+            )
+            if result.ok:
+                break
+            missing = _NOT_FOUND.search(result.stdout + result.stderr) or self._excluded_away(result)
+            if not missing:
+                raise ResolveError(
+                    f"pip could not resolve {recipe.name} for {target.describe()}:\n{_pip_tail(result.stdout + result.stderr)}",
+                    hint="check the pins in the recipe",
+                )
+            sdist_hashes.update(self._build_pure_sdist(missing.group(1), target, workdir))
+        else:
+            raise ResolveError(f"gave up after building {_MAX_SDIST_BUILDS} source distributions for {recipe.name}")
+        wheels = self._lock_entries(wheelhouse, sdist_hashes)
+        self._check_pinned_hashes(recipe, wheels)
+        lock = Lock(recipe=recipe.name, runtime=target.runtime.name, arch=target.arch, wheels=tuple(wheels))
+        return Resolution(lock=lock, wheel_paths=tuple(sorted(wheelhouse / w.filename for w in wheels)))
+
+    def _excluded_away(self, result: Result) -> re.Match | None:
+        """A requirement left with no release once a wrong-Python one was excluded."""
+        excluded_names = {line.split("!=")[0] for line in self._excluded}
+        for match in _DEPENDS_ON.finditer(result.stdout + result.stderr):
+            requirement = match.group(1)
+            if canonicalize_name(re.split(r"[<>=!~;\[ ]", requirement)[0]) in excluded_names:
+                return match
+        return None
+
+    def _known_sdist_hashes(self) -> dict[str, str]:
+        known = {}
+        for marker in self.built_wheels.glob("*.whl.sdist-sha256"):
+            known[marker.name.removesuffix(".sdist-sha256")] = marker.read_text().strip()
+        return known
+
+    def _build_pure_sdist(self, requirement: str, target: Target, workdir: Path) -> dict[str, str]:
+        """Build the sdist of ``requirement`` into a pure wheel, or explain why it cannot be."""
+        sdists = workdir / "sdists"
+        shutil.rmtree(sdists, ignore_errors=True)
+        got = self._download(
+            ["--no-deps", "--no-binary", ":all:", "--python-version", target.runtime.python,
+             "--dest", sdists, "--progress-bar", "off", requirement],
+            workdir,
+        )
+        files = sorted(sdists.glob("*")) if sdists.is_dir() else []
+        if not got.ok or not files:
+            raise ResolveError(
+                f"no wheel of {requirement} loads on {target.describe()}, and no source distribution either",
+                hint="relax the pin in the recipe; pip said:\n" + _pip_tail(got.stdout + got.stderr, 6),
+            )
+        sdist = files[0]
+        out = workdir / "built"
+        shutil.rmtree(out, ignore_errors=True)
+        built = self.runner.run(self._pip("wheel", "--no-deps", "--wheel-dir", out, sdist), env=_PIP_ENV)
+        wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
+        if not built.ok or not wheels:
+            raise ResolveError(
+                f"{sdist.name} (no wheel for {target.describe()}) failed to build:\n{_pip_tail(built.stdout + built.stderr)}",
+                hint="use --backend docker to build it inside a Lambda-like container",
+            )
+        wheel = wheels[0]
+        _, _, _, tags = parse_wheel_filename(wheel.name)
+        if not all(tag.platform == "any" and tag.abi == "none" for tag in tags):
+            name, version = parse_sdist_filename(sdist.name)
+            raise ResolveError(
+                f"{name} {version} has no wheel for {target.describe()} and its source has native code",
+                hint="build it with --backend docker, which compiles inside a Lambda-like container",
+            )
+        shutil.copy2(wheel, self.built_wheels / wheel.name)
+        source_sha = _sha256(sdist)
+        (self.built_wheels / f"{wheel.name}.sdist-sha256").write_text(source_sha + "\n")
+        return {wheel.name: source_sha}
+
+    def _lock_entries(self, wheelhouse: Path, sdist_hashes: dict[str, str]) -> list[LockedWheel]:
+        entries = []
+        for path in sorted(wheelhouse.glob("*.whl")):
+            name, version, _, _ = parse_wheel_filename(path.name)
+            source = sdist_hashes.get(path.name, "")
+            entries.append(LockedWheel(
+                name=str(name), version=str(version), filename=path.name, sha256=_sha256(path),
+                origin="sdist" if source else "index", source_sha256=source,
+            ))
+        names = [e.name for e in entries]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            # A stale wheel in a reused wheelhouse; the workdir is fresh per build, so this is a bug.
+            raise ResolveError(f"more than one wheel for {', '.join(sorted(duplicates))} in {wheelhouse}")
+        return entries
+
+    @staticmethod
+    def _check_pinned_hashes(recipe: Recipe, wheels: list[LockedWheel]) -> None:
+        by_name = {canonicalize_name(w.name): w for w in wheels}
+        for pin in recipe.requirements:
+            if not pin.hashes:
+                continue
+            wheel = by_name.get(pin.name)
+            if wheel is None:
+                continue
+            digest = f"sha256:{wheel.identity}"
+            if digest not in pin.hashes:
+                raise ResolveError(
+                    f"{wheel.filename} has {digest}, which the recipe does not list for {pin.name}",
+                    hint="the pinned hash belongs to another file; update it after checking the new one",
+                )
+
+    # -- install ---------------------------------------------------------
+    def install(self, resolution: Resolution, target: Target, tree: Path) -> None:
+        tree.mkdir(parents=True, exist_ok=True)
+        result = self.runner.run(
+            self._pip("install", "--target", tree, "--no-deps", "--no-index", "--no-compile",
+                      "--progress-bar", "off", *self._target_options(target), *resolution.wheel_paths),
+            env=_PIP_ENV,
+        )
+        if not result.ok:
+            raise ResolveError(f"pip install failed for {target.describe()}:\n{_pip_tail(result.stdout + result.stderr)}")
+        normalise_installed_tree(tree)
+
+
+def _last_fetched_version(output: str, name: str) -> str | None:
+    """The version of ``name`` pip fetched last (the one it then rejected)."""
+    version = None
+    for filename in _FETCHED.findall(output):
+        try:
+            if filename.endswith(".whl"):
+                got_name, got_version, _, _ = parse_wheel_filename(filename)
+            else:
+                got_name, got_version = parse_sdist_filename(filename)
+        except ValueError:
+            continue
+        if got_name == name:
+            version = str(got_version)
+    return version
+
+
+def normalise_installed_tree(tree: Path) -> None:
+    """Remove what an installer writes about *this* install (paths, "requested").
+
+    direct_url.json holds the local wheel's path and REQUESTED marks the
+    command line: both differ between builds of the same inputs.
+    """
+    for dist_info in tree.glob("*.dist-info"):
+        dropped = []
+        for name in ("direct_url.json", "REQUESTED"):
+            if (dist_info / name).exists():
+                (dist_info / name).unlink()
+                dropped.append(f"{dist_info.name}/{name}")
+        record = dist_info / "RECORD"
+        if dropped and record.exists():
+            lines = [l for l in record.read_text().splitlines() if l.split(",", 1)[0] not in dropped]
+            record.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,250 @@
+"""Recipes: one TOML file per stack, parsed once into a frozen ``Recipe``.
+
+``load_recipe`` merges ``recipe_defaults.toml`` under the file's keys,
+validates the result with pydantic (unknown keys rejected with a "did you
+mean"), then checks what pydantic cannot: the runtime exists, the
+architectures are ones it runs on, requirements parse. Every problem becomes
+one ``RecipeError`` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import RecipeError
+from .runtimes import ARCHITECTURES, Runtime, get_runtime
+
+# Lambda's limit for the function and all its layers, unzipped: 250 MiB.
+UNZIPPED_LIMIT = 262_144_000
+# Above this a zip cannot be uploaded directly; it goes through S3.
+DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.I)
+_HASH_OPTION = re.compile(r"\s--hash=(sha256):([0-9a-f]{64})\b")
+
+
+def parse_size(value: Any) -> int:
+    """``20MB``, ``5MiB``, ``1024`` -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 5MiB or a number of bytes")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.match(value)) and m[2].lower() in _UNITS:
+        size = int(float(m[1]) * _UNITS[m[2].lower()])
+    else:
+        raise ValueError(f"expected a size such as 5MiB or a number of bytes, got {value!r}")
+    if size < 0:
+        raise ValueError("a size cannot be negative")
+    return size
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Pin(_Frozen):
+    """One requirement line: a PEP 508 requirement, optionally with wheel hashes."""
+
+    text: str
+    name: str
+    hashes: tuple[str, ...] = ()
+
+    @property
+    def requirement(self) -> Requirement:
+        return Requirement(self.text)
+
+    @property
+    def exact_version(self) -> str | None:
+        specs = list(self.requirement.specifier)
+        if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+            return specs[0].version
+        return None
+
+
+def parse_pin(line: str) -> Pin:
+    hashes = tuple(f"{algo}:{digest}" for algo, digest in _HASH_OPTION.findall(line))
+    text = _HASH_OPTION.sub("", line).strip()
+    if "--" in text:
+        raise ValueError(f"{line!r}: only --hash=sha256:<hex> options are understood")
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise ValueError(f"{line!r} is not a valid requirement ({exc})") from None
+    if req.url:
+        raise ValueError(f"{line!r}: direct URLs are not supported; pin a version from the index")
+    return Pin(text=text, name=canonicalize_name(req.name), hashes=hashes)
+
+
+class StripSettings(_Frozen):
+    profile: Literal["none", "standard"]
+    remove: tuple[str, ...]
+    keep: tuple[str, ...]
+    # Distributions removed whole (their files, as listed in their RECORD).
+    drop: tuple[str, ...]
+
+
+class SmokeTest(_Frozen):
+    imports: tuple[str, ...] = Field(min_length=1)
+    code: str
+
+
+class Recipe(_Frozen):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    description: str
+    license: str = Field(max_length=512)
+    runtime: str
+    architectures: tuple[Literal["x86_64", "arm64"], ...] = Field(min_length=1)
+    requirements: tuple[Pin, ...] = Field(min_length=1)
+    layer_name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,140}$")
+    reserve: Size
+    bytecode: Literal["none", "alongside", "only"]
+    compression: int = Field(ge=0, le=9)
+    strip: StripSettings
+    smoke: SmokeTest
+    source: Path | None = None
+
+    @field_validator("requirements", mode="before")
+    @classmethod
+    def _parse_requirements(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a list of requirement strings such as 'numpy==2.2.6'")
+        pins = [parse_pin(v) for v in value]
+        seen: set[str] = set()
+        for pin in pins:
+            if pin.name in seen:
+                raise ValueError(f"{pin.name} is listed twice")
+            seen.add(pin.name)
+        return tuple(pins)
+
+    @property
+    def runtime_info(self) -> Runtime:
+        return get_runtime(self.runtime)
+
+    @property
+    def unzipped_budget(self) -> int:
+        return UNZIPPED_LIMIT - self.reserve
+
+
+@cache
+def _defaults() -> dict:
+    return tomllib.loads(resources.files(__package__).joinpath("recipe_defaults.toml").read_text())
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The keys allowed at a location of the recipe, for "did you mean"."""
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [f for f in model.model_fields if f != "source"]
+
+
+def _describe(error: dict) -> tuple[str, str, str | None]:
+    loc = tuple(p for p in error["loc"] if not isinstance(p, int) or True)
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
+        return key, "unknown key", (f"did you mean {close[0]!r}?" if close else None)
+    if error["type"] == "missing":
+        return key, "required key is missing", None
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = "must be " + message.removeprefix("Input should be ")
+    return key, message, None
+
+
+def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
+    source = Path(source)
+    merged = _merge(_defaults(), data)
+    merged.setdefault("layer_name", merged.get("name"))
+    merged["source"] = source
+    try:
+        recipe = Recipe.model_validate(_lists_to_tuples(merged), strict=False)
+    except ValidationError as exc:
+        key, message, hint = _describe(exc.errors()[0])
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+        raise RecipeError(f"{source}: {key}: {message}{suffix}", hint=hint) from None
+    try:
+        runtime = recipe.runtime_info
+    except RecipeError as exc:
+        raise RecipeError(f"{source}: runtime: {exc.message}", hint=exc.hint) from None
+    for arch in recipe.architectures:
+        if arch not in runtime.architectures:
+            raise RecipeError(
+                f"{source}: architectures: {runtime.name} runs only on {', '.join(runtime.architectures)}, not {arch}",
+                hint=f"remove {arch!r}, or choose a runtime from python3.8 on for arm64",
+            )
+    if recipe.reserve >= UNZIPPED_LIMIT:
+        raise RecipeError(f"{source}: reserve: {recipe.reserve} bytes leaves no room for the layer (limit {UNZIPPED_LIMIT})")
+    return recipe
+
+
+def _lists_to_tuples(value: Any) -> Any:
+    # TOML arrays arrive as lists; the frozen models hold tuples. Requirements
+    # stay a list: their validator parses the raw strings.
+    if isinstance(value, dict):
+        return {k: (v if k == "requirements" else _lists_to_tuples(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_lists_to_tuples(v) for v in value)
+    return value
+
+
+def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Recipe:
+    """A recipe by name (``tf18`` -> ``recipes/tf18.toml``) or by path."""
+    path = resolve_recipe_path(name_or_path, recipes_dir)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read: {exc}") from None
+    recipe = parse_recipe(data, path)
+    if recipe.name != path.stem:
+        raise RecipeError(f"{path}: name: {recipe.name!r} differs from the file's name {path.stem!r}",
+                          hint=f"set name = {path.stem!r} or rename the file")
+    return recipe
+
+
+def default_recipes_dir() -> Path:
+    return Path.cwd() / "recipes"
+
+
+def resolve_recipe_path(name_or_path: str | Path, recipes_dir: Path | None = None) -> Path:
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text:
+        path = Path(text)
+    else:
+        path = (recipes_dir or default_recipes_dir()) / f"{text}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.toml")) if path.parent.is_dir() else []
+        close = difflib.get_close_matches(path.stem, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else (f"known recipes: {', '.join(known)}" if known else None)
+        raise RecipeError(f"no recipe {path}", hint=hint)
+    return path
