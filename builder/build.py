@@ -1,0 +1,222 @@
+"""``layers build``: a recipe becomes a verified, measured, reproducible zip.
+
+Stages, in order (each a module of its own):
+resolve + install (backends/) -> strip (strip.py, binstrip.py) -> bytecode
+(bytecode.py) -> verify (verify.py) -> measure (measure.py) -> zip
+(archive.py) -> write the zip, its report and its lock into ``dist/RECIPE/``.
+
+Everything is built in a scratch directory; ``dist/`` receives finished
+files only, each by rename, so a failure at any stage leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .archive import ZipResult, write_layer_zip
+from .backends.base import Backend, Lock, Target
+from .bytecode import BytecodeResult, compile_tree
+from .errors import BudgetError, UsageError
+from .events import Reporter, Silent
+from .interpreters import Interpreter, find_interpreter
+from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
+from .recipe import Recipe
+from .runner import Runner
+from .strip import StripContext, StripReport, installed_distributions, strip_tree
+from .verify import Verification, time_imports, verify
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out_dir: Path = Path("dist")
+    work_dir: Path | None = None       # scratch space; a fresh temp dir by default
+    time_imports: bool = True          # median cold import time of the smoke imports
+    import_runs: int = 3
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    recipe: str
+    target: Target
+    zip: ZipResult
+    report_path: Path
+    lock_path: Path
+    report: dict
+
+
+@dataclass
+class _Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name, func, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def output_stem(recipe: Recipe, target: Target) -> str:
+    return f"{recipe.name}-{target.runtime.name}-{target.arch}"
+
+
+def build(recipe: Recipe, arch: str, backend: Backend, runner: Runner,
+          options: BuildOptions = BuildOptions(), reporter: Reporter | None = None) -> BuildResult:
+    reporter = reporter or Silent()
+    if arch not in recipe.architectures:
+        raise UsageError(f"{recipe.name} is built for {', '.join(recipe.architectures)}, not {arch}",
+                         hint=f"add {arch!r} to the recipe's architectures")
+    target = Target(recipe.runtime_info, arch)
+    if target.runtime.is_deprecated():
+        reporter.notice(
+            f"{target.runtime.name} was deprecated by Lambda on {target.runtime.deprecated}: it gets no security "
+            "patches, and Lambda later blocks creating and then updating functions on it"
+        )
+    scratch_parent = options.work_dir
+    if scratch_parent:
+        scratch_parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"layers-{recipe.name}-", dir=scratch_parent) as scratch:
+        return _build_in(Path(scratch), recipe, target, backend, runner, options, reporter)
+
+
+def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend, runner: Runner,
+              options: BuildOptions, reporter: Reporter) -> BuildResult:
+    timer = _Timer()
+    tree = scratch / "python"
+
+    reporter.step(f"resolve {recipe.name} for {target.describe()} ({backend.name} backend)")
+    resolution = timer.run("resolve", backend.resolve, recipe, target, scratch)
+    reporter.step(f"install {len(resolution.lock.wheels)} wheels")
+    timer.run("install", backend.install, resolution, target, tree)
+    owners = record_owners(tree, installed_distributions(tree, target.runtime.python))
+    installed = take_inventory(tree, owners)
+
+    reporter.step(f"strip (profile {recipe.strip.profile})")
+    context = StripContext(tree=tree, settings=recipe.strip, python=target.runtime.python,
+                           machine=target.machine, roots=tuple(p.name for p in recipe.requirements), runner=runner)
+    stripped: StripReport = timer.run("strip", strip_tree, context, lambda rule: reporter.step(f"strip: {rule}"))
+
+    interpreter = find_interpreter(target.runtime.python, runner, target.machine)
+    bytecode: BytecodeResult | None = None
+    if recipe.bytecode != "none":
+        if interpreter is None:
+            reporter.notice(f"bytecode = {recipe.bytecode!r} needs python{target.runtime.python} on this machine; "
+                            "none found, so the layer ships sources only")
+        else:
+            reporter.step(f"compile bytecode with python{interpreter.version} ({recipe.bytecode})")
+            bytecode = timer.run("bytecode", compile_tree, tree, recipe.bytecode, interpreter, runner)
+
+    reporter.step("verify: ELF glibc needs" + (", smoke test" if interpreter else ""))
+    verification: Verification = timer.run(
+        "verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, runner, target.runtime.python)
+    if not verification.verified:
+        reporter.notice(f"NOT smoke-tested: {verification.how}")
+    import_seconds = None
+    if interpreter and options.time_imports:
+        reporter.step("time cold imports (python -B)")
+        import_seconds = timer.run("import_timing", time_imports, tree, recipe.smoke.imports, interpreter,
+                                   runner, options.import_runs)
+
+    final = take_inventory(tree, owners)
+    budget_before_zip = Budget(final.total, recipe.unzipped_budget, recipe.reserve, 0)
+    if not budget_before_zip.fits:
+        raise BudgetError(_over_budget_message(recipe, final, budget_before_zip),
+                          hint="drop unneeded distributions (strip.drop), add remove globs, or move models to S3")
+
+    stem = output_stem(recipe, target)
+    staging = scratch / "out"
+    staging.mkdir()
+    reporter.step("zip")
+    with reporter.progress("zip", final.total) as advance:
+        zipped: ZipResult = timer.run("zip", write_layer_zip, tree, staging / f"{stem}.zip",
+                                      level=recipe.compression, progress=advance)
+    budget = Budget(final.total, recipe.unzipped_budget, recipe.reserve, zipped.zipped_bytes)
+    if not budget.direct_upload:
+        reporter.notice(f"{human(zipped.zipped_bytes)} zipped is over the 50 MB direct-upload limit: "
+                        "publishing goes through S3")
+
+    report = _report(recipe, target, backend, resolution.lock, installed, final, stripped, bytecode,
+                     verification, import_seconds, budget, zipped, timer, interpreter)
+    _write_json(staging / f"{stem}.report.json", report)
+    _write_json(staging / f"{stem}.lock.json", resolution.lock.to_json())
+    destination = options.out_dir / recipe.name
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (f"{stem}.lock.json", f"{stem}.report.json", f"{stem}.zip"):
+        _move_into(staging / name, destination / name)
+    final_zip = ZipResult(**{**zipped.__dict__, "path": destination / f"{stem}.zip"})
+    return BuildResult(recipe.name, target, final_zip, destination / f"{stem}.report.json",
+                       destination / f"{stem}.lock.json", report)
+
+
+def _move_into(source: Path, destination: Path) -> None:
+    """Rename when on one filesystem; else copy beside the destination, then rename."""
+    try:
+        os.replace(source, destination)
+    except OSError:
+        partial = destination.with_name(f".{destination.name}.partial")
+        shutil.copyfile(source, partial)
+        os.replace(partial, destination)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _over_budget_message(recipe: Recipe, final: Inventory, budget: Budget) -> str:
+    packages = sorted(final.by_package().items(), key=lambda item: -item[1])[:5]
+    files = final.biggest(3)
+    return (
+        f"{recipe.name} is {human(budget.unzipped)} unzipped, over its budget of {human(budget.unzipped_limit)} "
+        f"(Lambda's 250 MB minus a reserve of {human(budget.reserve)}); biggest packages: "
+        + ", ".join(f"{name} {human(size)}" for name, size in packages)
+        + "; biggest files: " + ", ".join(f"{path} {human(size)}" for path, size in files)
+    )
+
+
+def _report(recipe, target, backend, lock: Lock, installed: Inventory, final: Inventory, stripped: StripReport,
+            bytecode: BytecodeResult | None, verification: Verification, import_seconds: float | None,
+            budget: Budget, zipped: ZipResult, timer: _Timer, interpreter: Interpreter | None) -> dict:
+    return {
+        "recipe": recipe.name,
+        "layer_name": recipe.layer_name,
+        "runtime": target.runtime.name,
+        "architecture": target.arch,
+        "os": target.runtime.os_title,
+        "backend": backend.name,
+        "builder_version": __version__,
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "lock_digest": lock.digest,
+        "versions": lock.versions(),
+        "zip": {"file": zipped.path.name, "sha256": zipped.sha256_hex, "code_sha256": zipped.code_sha256,
+                "zipped_bytes": zipped.zipped_bytes, "unzipped_bytes": zipped.unzipped_bytes,
+                "entries": zipped.entries, "compression_level": recipe.compression},
+        "budget": budget.to_json(),
+        "verification": verification.to_json(),
+        "sizes": {"installed_bytes": installed.total, "layer_bytes": final.total,
+                  "installed_files": len(installed.sizes), "layer_files": len(final.sizes)},
+        "strip": {
+            "profile": stripped.profile,
+            "bytes_removed": stripped.bytes_removed,
+            "rules": [{"rule": r.rule, "description": r.description, "files": r.files, "bytes": r.bytes,
+                       "biggest": [{"path": p, "bytes": n} for p, n in r.biggest], "notes": list(r.notes)}
+                      for r in stripped.rules],
+        },
+        "bytecode": {
+            "mode": recipe.bytecode,
+            "compiled_by": f"python{interpreter.version}" if bytecode and interpreter else None,
+            "compiled": bytecode.compiled if bytecode else 0,
+            "not_compiled": list(bytecode.not_compiled[:50]) if bytecode else [],
+        },
+        "cold_import_seconds": round(import_seconds, 4) if import_seconds is not None else None,
+        "packages": package_table(installed, final),
+        "biggest_files": [{"path": p, "bytes": n} for p, n in final.biggest(15)],
+        "seconds": timer.seconds,
+    }

@@ -1,0 +1,73 @@
+"""Bytecode for the target: compiled by the runtime's own Python version.
+
+Lambda's /opt is read-only, so Python cannot cache bytecode for a layer and
+recompiles every imported module at each cold start. Compiling at build time
+with an interpreter of the runtime's version avoids that. From 3.7 the .pyc
+files are "unchecked-hash" (no source mtime inside, so the zip stays
+reproducible); 3.6 has only timestamp pycs, so the tree's mtimes are first set
+to the zip's fixed timestamp, which is what the files get when Lambda unpacks
+the layer. Tracebacks name /opt/python/..., where the layer runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BuildError
+from .interpreters import Interpreter
+from .runner import Runner
+
+# The zip's fixed timestamp (1980-01-01 00:00:00 UTC) as a Unix time.
+FIXED_MTIME = 315532800
+LAYER_ROOT = "/opt/python"
+
+_COMPILE = """
+import compileall, json, sys
+tree, mode = sys.argv[1], sys.argv[2]
+kwargs = dict(maxlevels=1000, ddir=sys.argv[3], quiet=2, legacy=(mode == "only"), workers=0)
+if sys.version_info >= (3, 7):
+    import py_compile
+    kwargs["invalidation_mode"] = py_compile.PycInvalidationMode.UNCHECKED_HASH
+compileall.compile_dir(tree, **kwargs)
+"""
+
+
+@dataclass(frozen=True)
+class BytecodeResult:
+    mode: str
+    compiled: int
+    sources_removed: int
+    not_compiled: tuple[str, ...]  # sources the target Python cannot compile (kept as source)
+
+
+def fix_mtimes(tree: Path) -> None:
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
+
+
+def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner) -> BytecodeResult:
+    """``alongside``: __pycache__ next to sources; ``only``: sourceless .pyc in place of .py."""
+    fix_mtimes(tree)
+    with tempfile.TemporaryDirectory(prefix="layers-compile-") as scratch:
+        script = Path(scratch) / "compile.py"
+        script.write_text(_COMPILE)
+        result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, LAYER_ROOT], timeout=3600)
+    if result.returncode not in (0, 1):  # 1: some files did not compile, reported below
+        raise BuildError(f"compiling bytecode with python{interpreter.version} failed:\n{result.tail()}")
+    sources = sorted(tree.rglob("*.py"))
+    tag = f"cpython-{interpreter.version.replace('.', '')}"
+    compiled, missing, removed = 0, [], 0
+    for source in sources:
+        pyc = (source.with_suffix(".pyc") if mode == "only"
+               else source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc")
+        if pyc.exists():
+            compiled += 1
+            if mode == "only":
+                source.unlink()
+                removed += 1
+        else:
+            missing.append(source.relative_to(tree).as_posix())
+    return BytecodeResult(mode, compiled, removed, tuple(missing))

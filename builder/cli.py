@@ -1,0 +1,231 @@
+"""The ``layers`` command: the only place that prints or exits.
+
+Each command parses its arguments, calls the library, and renders the result
+with rich. Library errors (``LayerError``) become one line, a hint and the
+error's exit code; nothing reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import LayerError, RecipeError, UsageError
+from .measure import human
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Build, verify and publish heavy Python stacks as AWS Lambda layers.")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class RichReporter:
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+
+    def step(self, title: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[bold cyan]•[/] {title}")
+
+    def notice(self, text: str) -> None:
+        self.console.print(f"[yellow]notice:[/] {text}")
+
+    @contextmanager
+    def progress(self, title: str, total: int):
+        with Progress(TextColumn(f"  {title}"), BarColumn(), DownloadColumn(binary_units=True),
+                      TimeElapsedColumn(), console=self.console, transient=True,
+                      disable=self.quiet or not self.console.is_terminal) as bar:
+            task = bar.add_task(title, total=total)
+            yield lambda n: bar.advance(task, n)
+
+
+def _fail(error: LayerError) -> None:
+    err.print(f"[bold red]error:[/] {error.message}", soft_wrap=True)
+    if error.hint:
+        err.print(f"[dim]hint:[/] {error.hint}", soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _runner(verbose: bool):
+    from .runner import Runner
+
+    return Runner(verbose=verbose, echo=lambda line: err.print(f"[dim]{line}[/]", soft_wrap=True, markup=False))
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Echo every command as '+ cmd'.")]
+RecipesDir = Annotated[Optional[Path], typer.Option("--recipes", help="Directory of recipe TOML files.")]
+
+
+@app.command()
+def build(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.toml) or path to a TOML file.")],
+    arch: Annotated[Optional[str], typer.Option(help="x86_64 or arm64; default: every architecture of the recipe.")] = None,
+    backend: Annotated[str, typer.Option(help="auto | pip | docker")] = "auto",
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory; files go to OUT/RECIPE/.")] = Path("dist"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build report(s) as JSON on stdout.")] = False,
+    import_timing: Annotated[bool, typer.Option(help="Measure the smoke imports' cold import time.")] = True,
+    recipes_dir: RecipesDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Build a recipe into a stripped, verified, reproducible layer zip."""
+    from .backends.select import choose_backend
+    from .build import BuildOptions, build as run_build
+    from .recipe import load_recipe
+
+    reporter = RichReporter(err, quiet=as_json)
+    try:
+        loaded = load_recipe(recipe, recipes_dir)
+        if arch is not None and arch not in ("x86_64", "arm64"):
+            raise UsageError(f"unknown architecture {arch!r}", hint="x86_64 or arm64")
+        arches = [arch] if arch else list(loaded.architectures)
+        runner = _runner(verbose)
+        chosen = choose_backend(backend, runner, reporter)
+        reports = []
+        for one in arches:
+            result = run_build(loaded, one, chosen, runner,
+                               BuildOptions(out_dir=out_dir, time_imports=import_timing), reporter)
+            reports.append(result.report)
+            if not as_json:
+                _show_build(result)
+    except LayerError as error:
+        _fail(error)
+    if as_json:
+        out.print_json(json.dumps(reports if len(reports) > 1 else reports[0]))
+
+
+def _show_build(result) -> None:
+    report = result.report
+    rules = Table(title="strip rules", title_justify="left")
+    rules.add_column("rule")
+    rules.add_column("files", justify="right")
+    rules.add_column("removed", justify="right")
+    rules.add_column("notes", overflow="fold")
+    for rule in report["strip"]["rules"]:
+        rules.add_row(rule["rule"], str(rule["files"]), human(rule["bytes"]), "; ".join(rule["notes"][:3]))
+    err.print(rules)
+    packages = Table(title="packages (biggest first)", title_justify="left")
+    packages.add_column("package")
+    packages.add_column("installed", justify="right")
+    packages.add_column("in layer", justify="right")
+    for row in report["packages"][:12]:
+        packages.add_row(row["package"], human(row["installed_bytes"]), human(row["layer_bytes"]))
+    err.print(packages)
+    _show_budget(report)
+    out.print(f"[green]built[/] {result.zip.path}  sha256 {report['zip']['sha256']}")
+
+
+def _show_budget(report: dict) -> None:
+    budget, verification = report["budget"], report["verification"]
+    table = Table(title=f"{report['recipe']} for {report['runtime']} {report['architecture']}", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("limit", justify="right")
+    table.add_column("")
+    table.add_row("unzipped", human(budget["unzipped_bytes"]), human(budget["unzipped_budget"]),
+                  "[green]fits[/]" if budget["fits"] else "[red]over[/]")
+    table.add_row("zipped", human(budget["zipped_bytes"]), human(budget["direct_upload_limit"]),
+                  "direct upload" if budget["zipped_bytes"] <= budget["direct_upload_limit"] else "[yellow]via S3[/]")
+    table.add_row("installed (raw)", human(report["sizes"]["installed_bytes"]), "", "")
+    if report.get("cold_import_seconds") is not None:
+        table.add_row("cold import (python -B)", f"{report['cold_import_seconds']:.3f} s", "", report["bytecode"]["mode"])
+    err.print(table)
+    if verification["verified"]:
+        err.print(f"[green]verified:[/] smoke test passed; {verification['how']}")
+    else:
+        err.print(f"[yellow]NOT verified by a smoke test:[/] {verification['how']}")
+
+
+@app.command("recipes")
+def list_recipes(recipes_dir: RecipesDir = None) -> None:
+    """List the recipes and whether each one parses."""
+    from .recipe import default_recipes_dir, load_recipe
+
+    directory = recipes_dir or default_recipes_dir()
+    table = Table()
+    for column in ("recipe", "runtime", "architectures", "requirements", "description"):
+        table.add_column(column, overflow="fold")
+    bad = 0
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            r = load_recipe(path)
+        except RecipeError as error:
+            bad += 1
+            table.add_row(path.stem, "[red]invalid[/]", "", "", error.message)
+            continue
+        table.add_row(r.name, r.runtime, ", ".join(r.architectures), ", ".join(p.text for p in r.requirements), r.description)
+    out.print(table)
+    if bad:
+        raise typer.Exit(RecipeError.exit_code)
+
+
+@app.command()
+def report(zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A built layer zip.")],
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the report of a built zip (and check the zip is the one it describes)."""
+    from .archive import sha256_of
+
+    try:
+        report_path = zip_path.with_name(zip_path.name.removesuffix(".zip") + ".report.json")
+        if not zip_path.is_file():
+            raise UsageError(f"no such zip: {zip_path}")
+        if not report_path.is_file():
+            raise UsageError(f"no report beside {zip_path} (expected {report_path.name})",
+                             hint="reports are written by 'layers build'")
+        data = json.loads(report_path.read_text())
+        sha_hex, _ = sha256_of(zip_path)
+        if sha_hex != data["zip"]["sha256"]:
+            raise UsageError(f"{zip_path.name} is not the zip its report describes (sha256 differs)",
+                             hint="rebuild it with 'layers build'")
+    except LayerError as error:
+        _fail(error)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    _show_budget(data)
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(data["versions"].items()))
+    out.print(f"{zip_path}: {data['zip']['code_sha256']} (CodeSha256)\n{versions}")
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Recipe name; writes recipes/NAME.toml.")],
+    requirements: Annotated[Path, typer.Option("--requirements", "-r", help="A pip requirements file.")],
+    runtime: Annotated[str, typer.Option(help="Lambda runtime, e.g. python3.12.")] = "python3.12",
+    arch: Annotated[list[str], typer.Option(help="Architecture(s).")] = ["x86_64"],
+    recipes_dir: RecipesDir = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing recipe.")] = False,
+) -> None:
+    """Make a recipe from a requirements file."""
+    from .init import write_recipe
+    from .recipe import default_recipes_dir
+
+    try:
+        path = write_recipe(name, requirements, runtime, tuple(arch), recipes_dir or default_recipes_dir(), force)
+    except LayerError as error:
+        _fail(error)
+    out.print(f"[green]wrote[/] {path}; check its smoke test, then: layers build {name}")
+
+
+@app.callback(invoke_without_command=True)
+def _version(version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False) -> None:
+    if version:
+        out.print(f"layers {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        sys.exit(130)
