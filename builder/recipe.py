@@ -83,7 +83,7 @@ def parse_pin(line: str) -> Pin:
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise ValueError(f"{line!r} is not a valid requirement ({exc})") from None
+        raise ValueError(f"{line!r} is not a valid requirement ({str(exc).splitlines()[0]})") from None
     if req.url:
         raise ValueError(f"{line!r}: direct URLs are not supported; pin a version from the index")
     return Pin(text=text, name=canonicalize_name(req.name), hashes=hashes)

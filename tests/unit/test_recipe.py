@@ -1,0 +1,97 @@
+import pytest
+
+from builder.errors import RecipeError
+from builder.recipe import UNZIPPED_LIMIT, load_recipe, parse_pin, parse_size
+from tests.conftest import VALID_RECIPE
+
+# (what is wrong, recipe text, words the one-line message must contain)
+BAD_RECIPES = [
+    ("unknown key", VALID_RECIPE + 'requirement = ["x"]\n', ["requirement", "unknown key"]),
+    ("unknown nested key", VALID_RECIPE + "[strip]\nremoves = []\n", ["strip.removes", "unknown key"]),
+    ("wrong type", VALID_RECIPE.replace('runtime = "python3.11"', 'runtime = "python3.11"\narchitectures = "x86_64"'),
+     ["architectures"]),
+    ("unknown runtime", VALID_RECIPE.replace("python3.11", "python3.5"), ["runtime", "python3.5"]),
+    ("arm64 on python3.6", VALID_RECIPE.replace('runtime = "python3.11"',
+                                                 'runtime = "python3.6"\narchitectures = ["arm64"]'),
+     ["architectures", "python3.6", "arm64"]),
+    ("unknown architecture", VALID_RECIPE.replace('runtime = "python3.11"',
+                                                   'runtime = "python3.11"\narchitectures = ["ppc64le"]'),
+     ["architectures"]),
+    ("bad requirement", VALID_RECIPE.replace('"six==1.17.0"', '"==1.0"'), ["requirements", "==1.0"]),
+    ("no requirements", VALID_RECIPE.replace('["six==1.17.0"]', "[]"), ["requirements"]),
+    ("duplicate requirement", VALID_RECIPE.replace('["six==1.17.0"]', '["six==1.17.0", "Six"]'),
+     ["requirements", "twice"]),
+    ("bad bytecode mode", 'bytecode = "sometimes"\n' + VALID_RECIPE, ["bytecode", "none", "alongside", "only"]),
+    ("bad size", 'reserve = "5 parsecs"\n' + VALID_RECIPE, ["reserve"]),
+    ("reserve over the limit", f"reserve = {UNZIPPED_LIMIT}\n" + VALID_RECIPE, ["reserve"]),
+    ("unknown strip profile", VALID_RECIPE + '[strip]\nprofile = "extreme"\n', ["strip.profile"]),
+    ("no smoke imports", VALID_RECIPE.replace('imports = ["six"]', "imports = []"), ["smoke.imports"]),
+    ("not TOML", VALID_RECIPE + "this is = = not toml\n", ["not valid TOML"]),
+    ("name differs from file", VALID_RECIPE.replace('name = "{name}"', 'name = "other"'), ["name", "other"]),
+    ("bad layer name", 'layer_name = "has spaces"\n' + VALID_RECIPE, ["layer_name"]),
+]
+
+
+@pytest.mark.parametrize("what,text,words", BAD_RECIPES, ids=[b[0] for b in BAD_RECIPES])
+def test_bad_recipe_gives_one_line_naming_file_and_key(write_recipe, what, text, words):
+    path = write_recipe(text)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    message = caught.value.message
+    assert str(path) in message
+    assert "\n" not in message
+    for word in words:
+        assert word in message, (word, message)
+    assert caught.value.exit_code == 2
+
+
+def test_unknown_key_suggests_the_right_one(write_recipe):
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(VALID_RECIPE + "[strip]\nremoves = []\n"))
+    assert caught.value.hint == "did you mean 'remove'?"
+
+
+def test_unknown_runtime_suggests_a_close_one(write_recipe):
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(VALID_RECIPE.replace("python3.11", "python3.1")))
+    assert "did you mean" in caught.value.hint
+
+
+def test_defaults_come_from_data(write_recipe):
+    recipe = load_recipe(write_recipe(VALID_RECIPE))
+    assert recipe.architectures == ("x86_64",)
+    assert recipe.bytecode == "none"
+    assert recipe.strip.profile == "standard"
+    assert recipe.layer_name == "demo"
+    assert recipe.reserve == 5 * 2**20
+    assert recipe.unzipped_budget == UNZIPPED_LIMIT - 5 * 2**20
+
+
+def test_recipe_is_frozen(write_recipe):
+    recipe = load_recipe(write_recipe(VALID_RECIPE))
+    with pytest.raises(Exception):
+        recipe.runtime = "python3.12"
+
+
+def test_missing_recipe_suggests_a_close_name(recipes_dir):
+    with pytest.raises(RecipeError) as caught:
+        load_recipe("tf81", recipes_dir)
+    assert "did you mean 'tf18'" in caught.value.hint
+
+
+@pytest.mark.parametrize("name", ["tf18", "onnx312", "np311"])
+def test_shipped_recipes_parse(recipes_dir, name):
+    recipe = load_recipe(name, recipes_dir)
+    assert recipe.name == name and recipe.smoke.imports
+
+
+def test_pins_with_hashes():
+    pin = parse_pin("Pillow==12.2.0 --hash=sha256:" + "a" * 64)
+    assert pin.name == "pillow" and pin.hashes == ("sha256:" + "a" * 64,)
+    assert pin.exact_version == "12.2.0"
+    assert parse_pin("numpy==1.16.*").exact_version is None
+
+
+@pytest.mark.parametrize("text,size", [("5MiB", 5 * 2**20), ("20MB", 20 * 10**6), (1024, 1024), ("1.5 GiB", 3 * 2**29)])
+def test_parse_size(text, size):
+    assert parse_size(text) == size

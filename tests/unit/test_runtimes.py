@@ -1,0 +1,49 @@
+import datetime as dt
+
+import pytest
+
+from builder.errors import RecipeError
+from builder.runtimes import all_runtimes, get_runtime
+
+
+def test_every_runtime_from_36_to_314_is_known():
+    assert [f"python3.{m}" for m in range(6, 15)] == sorted(all_runtimes(), key=lambda n: int(n.split(".")[1]))
+
+
+@pytest.mark.parametrize("name,os,glibc", [
+    ("python3.6", "amazonlinux1", (2, 17)), ("python3.7", "amazonlinux1", (2, 17)),
+    ("python3.8", "amazonlinux2", (2, 26)), ("python3.11", "amazonlinux2", (2, 26)),
+    ("python3.12", "amazonlinux2023", (2, 34)), ("python3.14", "amazonlinux2023", (2, 34)),
+])
+def test_os_and_glibc(name, os, glibc):
+    runtime = get_runtime(name)
+    assert (runtime.os, runtime.glibc) == (os, glibc)
+
+
+def test_python311_tags_stop_at_glibc_226():
+    tags = get_runtime("python3.11").platform_tags("x86_64")
+    assert "manylinux_2_26_x86_64" in tags and "manylinux2014_x86_64" in tags and "manylinux1_x86_64" in tags
+    assert "manylinux_2_27_x86_64" not in tags and "manylinux_2_28_x86_64" not in tags
+
+
+def test_arm64_tags_start_at_manylinux2014():
+    tags = get_runtime("python3.12").platform_tags("arm64")
+    assert tags[0] == "manylinux_2_34_aarch64"
+    assert "manylinux2014_aarch64" in tags and not any("x86_64" in t or "manylinux1" in t for t in tags)
+
+
+def test_abis():
+    assert get_runtime("python3.6").abis() == ["cp36m", "abi3", "none"]
+    assert get_runtime("python3.12").abis() == ["cp312", "abi3", "none"]
+
+
+def test_deprecation_and_images():
+    assert get_runtime("python3.6").is_deprecated(dt.date(2026, 11, 25))
+    assert not get_runtime("python3.13").is_deprecated(dt.date(2026, 11, 25))
+    assert get_runtime("python3.12").build_image("arm64") == "public.ecr.aws/sam/build-python3.12:latest-arm64"
+    assert get_runtime("python3.6").architectures == ("x86_64",)
+
+
+def test_unknown_runtime():
+    with pytest.raises(RecipeError, match="unknown Lambda runtime"):
+        get_runtime("python2.7")
