@@ -11,6 +11,7 @@ files only, each by rename, so a failure at any stage leaves it as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -151,7 +152,7 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend, r
     destination.mkdir(parents=True, exist_ok=True)
     for name in (f"{stem}.lock.json", f"{stem}.report.json", f"{stem}.zip"):
         _move_into(staging / name, destination / name)
-    final_zip = ZipResult(**{**zipped.__dict__, "path": destination / f"{stem}.zip"})
+    final_zip = dataclasses.replace(zipped, path=destination / f"{stem}.zip")
     return BuildResult(recipe.name, target, final_zip, destination / f"{stem}.report.json",
                        destination / f"{stem}.lock.json", report)
 

@@ -110,3 +110,26 @@ def get_runtime(name: str) -> Runtime:
         close = difflib.get_close_matches(name, runtimes, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(runtimes)}"
         raise RecipeError(f"unknown Lambda runtime {name!r}", hint=hint) from None
+
+
+def wheel_min_glibc(filename: str) -> tuple[int, int] | None:
+    """The oldest glibc a wheel runs on, from its platform tags; None for pure wheels.
+
+    A wheel tagged with several (``manylinux2014...manylinux_2_28``) runs
+    wherever the oldest of them does.
+    """
+    from packaging.utils import parse_wheel_filename
+
+    _, _, _, tags = parse_wheel_filename(filename)
+    needs = []
+    for tag in tags:
+        platform = tag.platform
+        if platform == "any":
+            return None
+        for legacy, glibc in _LEGACY_MANYLINUX.items():
+            if platform.startswith(legacy + "_"):
+                needs.append(glibc)
+        if platform.startswith("manylinux_"):
+            major, minor = platform.split("_")[1:3]
+            needs.append((int(major), int(minor)))
+    return min(needs) if needs else (99, 0)  # linux_x86_64 and the like: no promise at all

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 from ..errors import ResolveError
 from ..recipe import Recipe
 from ..runner import Result, Runner
+from ..runtimes import wheel_min_glibc
 from .base import Lock, LockedWheel, Resolution, Target
 
 # Reproducible wheels from sdists, and no prompts from pip.
@@ -115,6 +116,7 @@ class PipBackend:
         else:
             raise ResolveError(f"gave up after building {_MAX_SDIST_BUILDS} source distributions for {recipe.name}")
         wheels = self._lock_entries(wheelhouse, sdist_hashes)
+        _check_glibc_tags(wheels, target)
         self._check_pinned_hashes(recipe, wheels)
         lock = Lock(recipe=recipe.name, runtime=target.runtime.name, arch=target.arch, wheels=tuple(wheels))
         return Resolution(lock=lock, wheel_paths=tuple(sorted(wheelhouse / w.filename for w in wheels)))
@@ -215,6 +217,15 @@ class PipBackend:
         if not result.ok:
             raise ResolveError(f"pip install failed for {target.describe()}:\n{_pip_tail(result.stdout + result.stderr)}")
         normalise_installed_tree(tree)
+
+
+def _check_glibc_tags(wheels: list[LockedWheel], target: Target) -> None:
+    """pip was asked for the runtime's tags only; make sure that is what came back."""
+    for wheel in wheels:
+        needs = wheel_min_glibc(wheel.filename)
+        if needs is not None and needs > target.runtime.glibc:
+            raise ResolveError(f"{wheel.filename} needs glibc {needs[0]}.{needs[1]}, "
+                               f"{target.runtime.name} has {target.runtime.glibc_text}")
 
 
 def _last_fetched_version(output: str, name: str) -> str | None:

@@ -47,3 +47,16 @@ def test_deprecation_and_images():
 def test_unknown_runtime():
     with pytest.raises(RecipeError, match="unknown Lambda runtime"):
         get_runtime("python2.7")
+
+
+@pytest.mark.parametrize("filename,glibc", [
+    ("numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl", (2, 27)),
+    ("charset_normalizer-3.5.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl", (2, 17)),
+    ("numpy-1.16.6-cp36-cp36m-manylinux1_x86_64.whl", (2, 5)),
+    ("six-1.17.0-py2.py3-none-any.whl", None),
+    ("x-1.0-cp311-cp311-linux_x86_64.whl", (99, 0)),
+])
+def test_wheel_min_glibc(filename, glibc):
+    from builder.runtimes import wheel_min_glibc
+
+    assert wheel_min_glibc(filename) == glibc

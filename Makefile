@@ -1,0 +1,35 @@
+# Two entry points on a fresh machine:
+#   make layer RECIPE=tf18    build dist/tf18/ (creates .venv on first use)
+#   make test                 every test tier (unit, functional, integration)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RECIPE ?= tf18
+BACKEND ?= auto
+ARCH   ?=
+
+.PHONY: layer test unit bench recipes clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+layer: $(VENV)/.installed
+	$(BIN)/layers build $(RECIPE) --backend $(BACKEND) $(if $(ARCH),--arch $(ARCH))
+
+recipes: $(VENV)/.installed
+	$(BIN)/layers recipes
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+unit: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.build_bench
+
+clean:
+	rm -rf dist $(VENV) .pytest_cache

@@ -1,0 +1,95 @@
+"""Whole builds of the shipped recipes, as ``make layer`` runs them."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from builder.backends.pip import PipBackend
+from builder.build import BuildOptions, build
+from builder.errors import VerifyError
+from builder.recipe import load_recipe, parse_recipe
+from builder.runner import Runner
+from builder.runtimes import wheel_min_glibc
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.functional
+SAM_BUILD_NP311_MIB = 79.4  # `sam build` of the same pins, measured (shared/reference/measured.md)
+
+
+def run_build(recipe, out: Path, cache: Path, arch="x86_64"):
+    runner = Runner()
+    return build(recipe, arch, PipBackend(runner, cache), runner, BuildOptions(out_dir=out, time_imports=False))
+
+
+@pytest.fixture(scope="module")
+def np311_twice(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    recipe = load_recipe("np311", ROOT / "recipes")
+    first = run_build(recipe, tmp_path_factory.mktemp("first"), cache)
+    second = run_build(recipe, tmp_path_factory.mktemp("second"), cache)
+    return first, second
+
+
+def test_rebuild_gives_the_same_zip(np311_twice):
+    first, second = np311_twice
+    assert first.zip.sha256_hex == second.zip.sha256_hex
+    assert first.zip.path.read_bytes() == second.zip.path.read_bytes()
+
+
+def test_np311_is_verified_smaller_than_sam_build_and_lambda_shaped(np311_twice):
+    result, _ = np311_twice
+    report = json.loads(result.report_path.read_text())
+    assert report["verification"]["verified"] and report["verification"]["smoke_test"] == "passed"
+    assert report["versions"]["numpy"] == "2.2.6" and report["versions"]["pillow"] == "12.2.0"
+    assert report["budget"]["unzipped_bytes"] < SAM_BUILD_NP311_MIB * 2**20
+    assert report["budget"]["fits"]
+    with zipfile.ZipFile(result.zip.path) as archive:
+        names = archive.namelist()
+        assert names == sorted(names) and all(n.startswith("python/") for n in names)
+        assert {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert any(n.startswith("python/numpy-2.2.6.dist-info/METADATA") for n in names)
+        assert not any("/tests/test_" in n for n in names)
+    lock = json.loads(result.lock_path.read_text())
+    assert lock["digest"] == report["lock_digest"]
+    assert all((wheel_min_glibc(w["filename"]) or (0, 0)) <= (2, 26) for w in lock["wheels"])
+    rules = {r["rule"]: r for r in report["strip"]["rules"]}
+    assert rules["tests"]["bytes"] > 0 and rules["debug-symbols"]["bytes"] > 0
+
+
+def test_np311_layer_imports_and_reports_versions_from_the_zip(np311_twice, tmp_path):
+    result, _ = np311_twice
+    with zipfile.ZipFile(result.zip.path) as archive:
+        archive.extractall(tmp_path)
+    code = ("import importlib.metadata as md, numpy, PIL.Image, requests;"
+            "print(md.version('numpy'), md.version('pillow'), md.version('requests'))")
+    out = subprocess.run([Path.home() / ".pyenv/versions/3.11.7/bin/python3.11", "-I", "-S", "-B", "-c",
+                          f"import sys; sys.path.insert(0, {str(tmp_path / 'python')!r}); " + code],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2.2.6", "12.2.0", "2.32.5"]
+
+
+def test_failed_smoke_test_leaves_dist_untouched(tmp_path):
+    recipe = parse_recipe({"name": "broken", "runtime": "python3.11", "requirements": ["six==1.17.0"],
+                           "smoke": {"imports": ["six"], "code": "raise SystemExit('the stack is broken')"}})
+    with pytest.raises(VerifyError, match="the stack is broken"):
+        run_build(recipe, tmp_path / "dist", tmp_path / "cache")
+    assert not (tmp_path / "dist").exists()
+
+
+@pytest.mark.slow
+def test_make_layer_tf18(tmp_path):
+    """The headline: TF 1.8 + Keras + NumPy + Pillow, smoke-tested with Python 3.6, at most 230 MB."""
+    result = subprocess.run(["make", "layer", "RECIPE=tf18", "BACKEND=pip"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((ROOT / "dist/tf18/tf18-python3.6-x86_64.report.json").read_text())
+    assert report["verification"]["verified"], report["verification"]
+    assert "python3.6" in report["verification"]["how"]
+    assert report["budget"]["unzipped_bytes"] <= 230 * 10**6
+    assert report["versions"]["tensorflow"] == "1.8.0" and report["versions"]["keras"] == "2.2.4"
+    assert report["versions"]["numpy"].startswith("1.16.") and report["versions"]["pillow"] == "5.4.1"
+    assert not report["budget"]["publish_via"].startswith("direct")  # over 50 MB zipped: via S3

@@ -1,0 +1,79 @@
+"""The ``layers`` command as users run it: exit codes, one-line errors, no partial output."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_recipe import BAD_RECIPES
+from tests.conftest import ROOT, VALID_RECIPE
+
+pytestmark = pytest.mark.functional
+LAYERS = [sys.executable, "-m", "builder"]
+
+
+def layers(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*LAYERS, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200",
+                               "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("what,text,words", BAD_RECIPES, ids=[b[0] for b in BAD_RECIPES])
+def test_bad_recipe_exits_2_with_one_line_and_no_dist(tmp_path, what, text, words):
+    path = tmp_path / "demo.toml"
+    path.write_text(text.format(name="demo") if "{name}" in text else text)
+    result = layers("build", str(path), "--backend", "pip", "--out", str(tmp_path / "dist"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    error_lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_unknown_recipe_name_suggests(tmp_path):
+    result = layers("build", "tf81", "--recipes", str(ROOT / "recipes"), "--out", str(tmp_path / "dist"), cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean 'tf18'" in result.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_unknown_arch_and_backend(tmp_path):
+    (tmp_path / "demo.toml").write_text(VALID_RECIPE.format(name="demo"))
+    bad_arch = layers("build", str(tmp_path / "demo.toml"), "--arch", "sparc", cwd=tmp_path)
+    bad_backend = layers("build", str(tmp_path / "demo.toml"), "--backend", "podman", cwd=tmp_path)
+    assert bad_arch.returncode == 2 and "unknown architecture" in bad_arch.stderr
+    assert bad_backend.returncode == 2 and "unknown backend" in bad_backend.stderr
+    assert not (tmp_path / "dist").exists()
+
+
+def test_recipes_lists_the_shipped_ones(tmp_path):
+    result = layers("recipes", "--recipes", str(ROOT / "recipes"), cwd=tmp_path)
+    assert result.returncode == 0
+    for name in ("tf18", "onnx312", "np311"):
+        assert name in result.stdout
+
+
+def test_init_writes_a_recipe_that_builds_would_accept(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# inference\nPillow==12.2.0\nscikit-learn>=1.5  # model\n")
+    result = layers("init", "infer", "-r", str(requirements), "--runtime", "python3.12",
+                    "--recipes", str(tmp_path / "recipes"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from builder.recipe import load_recipe
+
+    recipe = load_recipe(tmp_path / "recipes" / "infer.toml")
+    assert recipe.runtime == "python3.12" and recipe.smoke.imports == ("PIL.Image", "sklearn")
+    again = layers("init", "infer", "-r", str(requirements), "--recipes", str(tmp_path / "recipes"), cwd=tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_init_refuses_pip_options_and_bad_runtime(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("--index-url https://example.invalid/simple\nsix\n")
+    result = layers("init", "x", "-r", str(requirements), "--recipes", str(tmp_path / "recipes"), cwd=tmp_path)
+    assert result.returncode == 2 and "--index-url" in result.stderr
+    requirements.write_text("six\n")
+    result = layers("init", "x", "-r", str(requirements), "--runtime", "python3.99",
+                    "--recipes", str(tmp_path / "recipes"), cwd=tmp_path)
+    assert result.returncode == 2 and "python3.99" in result.stderr
+    assert not (tmp_path / "recipes" / "x.toml").exists()
