@@ -10,7 +10,7 @@ import pytest
 
 from builder.backends.pip import PipBackend
 from builder.build import BuildOptions, build
-from builder.errors import VerifyError
+from builder.errors import BudgetError, VerifyError
 from builder.recipe import load_recipe, parse_recipe
 from builder.runner import Runner
 from builder.runtimes import wheel_min_glibc
@@ -93,3 +93,14 @@ def test_make_layer_tf18(tmp_path):
     assert report["versions"]["tensorflow"] == "1.8.0" and report["versions"]["keras"] == "2.2.4"
     assert report["versions"]["numpy"].startswith("1.16.") and report["versions"]["pillow"] == "5.4.1"
     assert not report["budget"]["publish_via"].startswith("direct")  # over 50 MB zipped: via S3
+
+
+def test_over_budget_fails_naming_the_biggest_and_writes_nothing(tmp_path):
+    # A 245 MiB reserve leaves 5 MiB for the layer; NumPy alone is ~40 MiB.
+    recipe = parse_recipe({"name": "tight", "runtime": "python3.11", "reserve": "245MiB",
+                           "requirements": ["numpy==2.2.6"], "smoke": {"imports": ["numpy"]}})
+    with pytest.raises(BudgetError) as caught:
+        run_build(recipe, tmp_path / "dist", tmp_path / "cache")
+    assert "over its budget of 5.0 MiB" in caught.value.message
+    assert "numpy" in caught.value.message and caught.value.exit_code == 5
+    assert not (tmp_path / "dist").exists()
