@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import statistics
 import sys
 import tempfile

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .errors import RecipeError, UsageError
+from .errors import UsageError
 from .recipe import parse_pin, parse_recipe
 
 # Distribution -> module to import, where they differ.

@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import RecipeError
-from .runtimes import ARCHITECTURES, Runtime, get_runtime
+from .runtimes import Runtime, get_runtime
 
 # Lambda's limit for the function and all its layers, unzipped: 250 MiB.
 UNZIPPED_LIMIT = 262_144_000
@@ -166,7 +166,7 @@ def _fields_at(loc: tuple) -> list[str]:
 
 
 def _describe(error: dict) -> tuple[str, str, str | None]:
-    loc = tuple(p for p in error["loc"] if not isinstance(p, int) or True)
+    loc = tuple(p for p in error["loc"] if not isinstance(p, int))  # "architectures", not "architectures.0"
     key = ".".join(str(p) for p in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)

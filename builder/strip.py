@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -180,7 +179,7 @@ def _recipe_remove(ctx: StripContext) -> tuple[list[Path], list[str]]:
     if not ctx.settings.remove:
         return [], []
     picked, unmatched = [], set(ctx.settings.remove)
-    for path in _walk_top_down(ctx.tree):
+    for path in sorted(ctx.tree.rglob("*")):
         relative = path.relative_to(ctx.tree).as_posix()
         for pattern in ctx.settings.remove:
             if _glob_regex(pattern).match(relative):
@@ -191,10 +190,6 @@ def _recipe_remove(ctx: StripContext) -> tuple[list[Path], list[str]]:
     return _outermost(picked), notes
 
 
-def _walk_top_down(tree: Path) -> list[Path]:
-    return sorted(tree.rglob("*"))
-
-
 def _outermost(paths: list[Path]) -> list[Path]:
     chosen: list[Path] = []
     for path in sorted(paths):
@@ -203,7 +198,7 @@ def _outermost(paths: list[Path]) -> list[Path]:
     return chosen
 
 
-def _import_guarded(ctx: StripContext, names: frozenset[str], files: re.Pattern | None, label: str) -> tuple[list[Path], list[str]]:
+def _import_guarded(ctx: StripContext, names: frozenset[str], files: re.Pattern | None) -> tuple[list[Path], list[str]]:
     candidates: list[Path] = []
     for path in ctx.tree.rglob("*"):
         relative = path.relative_to(ctx.tree)
@@ -221,11 +216,11 @@ def _import_guarded(ctx: StripContext, names: frozenset[str], files: re.Pattern 
 
 
 def _tests(ctx: StripContext) -> tuple[list[Path], list[str]]:
-    return _import_guarded(ctx, TEST_DIRS, TEST_FILE, "tests")
+    return _import_guarded(ctx, TEST_DIRS, TEST_FILE)
 
 
 def _docs_examples(ctx: StripContext) -> tuple[list[Path], list[str]]:
-    return _import_guarded(ctx, DOC_DIRS, None, "docs")
+    return _import_guarded(ctx, DOC_DIRS, None)
 
 
 def _scripts(ctx: StripContext) -> tuple[list[Path], list[str]]:
