@@ -1,0 +1,83 @@
+"""Build images: ``dockerfiles/<os>.Dockerfile`` FROM a base image, tagged by content.
+
+The tag is a hash of the Dockerfile, the base image and the Python version,
+so ``ensure_build_image`` builds once and reuses the image until one of them
+changes. A base image that is not present locally is pulled; where that fails
+(no registry reachable, a typo), the error names it and suggests
+``--base-image``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BuildError, UsageError
+from .runtimes import Runtime
+
+DOCKERFILES = Path(__file__).resolve().parents[1] / "dockerfiles"
+REPOSITORY = "lambda-layer-builder/build"
+
+
+@dataclass(frozen=True)
+class BuildImage:
+    tag: str
+    base: str
+    built: bool  # False: reused
+
+
+def dockerfile_for(runtime: Runtime) -> Path:
+    path = DOCKERFILES / f"{runtime.os}.Dockerfile"
+    if not path.is_file():
+        raise UsageError(f"no Dockerfile for {runtime.os_title} ({path})")
+    return path
+
+
+def image_tag(dockerfile_text: str, base_image: str, python: str) -> str:
+    digest = hashlib.sha256("\0".join([dockerfile_text, base_image, python]).encode()).hexdigest()[:16]
+    return f"{REPOSITORY}:{digest}"
+
+
+def _have(client, name: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | None = None) -> BuildImage:
+    import docker.errors
+
+    base = base_image or runtime.build_image(arch)
+    text = dockerfile_for(runtime).read_text()
+    tag = image_tag(text, base, runtime.python)
+    if _have(client, tag):
+        return BuildImage(tag, base, built=False)
+    if not _have(client, base):
+        try:
+            client.images.pull(base, platform=f"linux/{'arm64' if arch == 'arm64' else 'amd64'}")
+        except docker.errors.APIError as exc:
+            raise BuildError(f"cannot pull the base image {base}: {exc.explanation or exc}",
+                             hint="pass --base-image with an image this engine has (see dockerfiles/README.md)") from None
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as archive:
+        data = text.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    try:
+        client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
+                            buildargs={"BASE_IMAGE": base, "PYTHON": runtime.python}, pull=False)
+    except docker.errors.BuildError as exc:
+        lines = [str(item.get("stream", item.get("error", ""))).rstrip() for item in exc.build_log]
+        tail = "\n".join(line for line in lines if line)[-1500:]
+        raise BuildError(f"the build image from {base} failed (does it meet the base-image contract?):\n{tail}",
+                         hint="see dockerfiles/README.md for what a base image needs") from None
+    return BuildImage(tag, base, built=True)

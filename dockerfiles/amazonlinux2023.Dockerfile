@@ -1,0 +1,12 @@
+# Build image for Lambda runtimes on amazonlinux2023. FROM is AWS SAM's build image
+# for the runtime by default (public.ecr.aws/sam/build-pythonX.Y); any image
+# meeting the base-image contract works (see dockerfiles/README.md).
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+ARG PYTHON
+# The contract, checked once at image build: the runtime's Python with pip,
+# binutils strip, a C compiler. Missing tools are installed where dnf exists.
+RUN command -v strip >/dev/null || dnf install -y binutils; \
+    command -v cc >/dev/null || dnf install -y gcc; \
+    python${PYTHON} -m pip --version && strip --version >/dev/null && cc --version >/dev/null
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 SOURCE_DATE_EPOCH=315532800
