@@ -7,7 +7,7 @@ progress bars, tests use ``Silent`` or a recording one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 
@@ -18,7 +18,7 @@ class Reporter(Protocol):
     def notice(self, text: str) -> None:
         """Something the user should read (a fallback, a deprecation)."""
 
-    def progress(self, title: str, total: int) -> "contextmanager[Callable[[int], None]]":
+    def progress(self, title: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
         """A context giving an ``advance(n)`` callable for a long step."""
 
 

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .elf import elf_files, glibc_violations
+from .elf import elf_files, glibc_violations, read_elf
 from .errors import VerifyError
 from .interpreters import Interpreter
 from .recipe import SmokeTest
@@ -86,8 +86,6 @@ def check_glibc(tree: Path, allowed: tuple[int, int]) -> tuple[int, str | None]:
             f"the runtime has {allowed[0]}.{allowed[1]}{others}",
             hint="a wheel built for a newer glibc slipped in; pin an older release of that package",
         )
-    from .elf import read_elf
-
     files = elf_files(tree)
     needs = [n for f in files if (n := read_elf(f).max_glibc)]
     top = max(needs) if needs else None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..recipe import Recipe
-from ..runtimes import Runtime
+from ..runtimes import MACHINE, Runtime
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Target:
 
     @property
     def machine(self) -> str:
-        return {"x86_64": "x86_64", "arm64": "aarch64"}[self.arch]
+        return MACHINE[self.arch]
 
     @property
     def label(self) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UsageError
+from ..container import docker_client
+from ..errors import ToolMissing, UsageError
 from ..events import Reporter
 from ..runner import Runner
 from .pip import PipBackend
@@ -23,15 +24,9 @@ def cache_dir() -> Path:
 def docker_unavailable_reason() -> str | None:
     """None when a Docker engine answers; else why not, in a few words."""
     try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # the SDK raises many kinds; all mean "no engine"
-        return f"no Docker engine answers ({type(exc).__name__})"
+        docker_client().close()
+    except ToolMissing as missing:
+        return missing.message
     return None
 
 

@@ -77,3 +77,13 @@ def test_init_refuses_pip_options_and_bad_runtime(tmp_path):
                     "--recipes", str(tmp_path / "recipes"), cwd=tmp_path)
     assert result.returncode == 2 and "python3.99" in result.stderr
     assert not (tmp_path / "recipes" / "x.toml").exists()
+
+
+def test_auto_backend_says_why_it_falls_back_to_pip(tmp_path):
+    (tmp_path / "demo.toml").write_text(VALID_RECIPE.format(name="demo"))
+    result = layers("build", str(tmp_path / "demo.toml"), "--out", str(tmp_path / "dist"), "--no-import-timing",
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    notices = [l for l in result.stderr.splitlines() if l.startswith("notice: using the pip backend: ")]
+    assert len(notices) == 1
+    assert (tmp_path / "dist/demo/demo-python3.11-x86_64.zip").is_file()

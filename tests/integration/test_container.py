@@ -1,7 +1,6 @@
 """The container wrapper on the real engine: commands, copies, and removal in every case."""
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -35,7 +34,7 @@ def test_call_and_copy_round_trip(docker_engine, tmp_path):
 
 def test_removed_after_an_exception(docker_engine):
     with pytest.raises(RuntimeError):
-        with Container(BASE_IMAGE, client=docker_engine) as box:
+        with Container(BASE_IMAGE, client=docker_engine):
             assert our_containers(docker_engine)
             raise RuntimeError("build failed")
     assert not our_containers(docker_engine)
