@@ -77,8 +77,12 @@ class Verification:
 
 def check_glibc(tree: Path, allowed: tuple[int, int]) -> tuple[int, str | None]:
     """Raise if any ELF file needs a newer glibc; return (ELF count, highest need)."""
-    violations = glibc_violations(tree, allowed)
-    if violations:
+    files = elf_files(tree)
+    needs = [n for f in files if (n := read_elf(f).max_glibc)]
+    top = max(needs) if needs else None
+    if top and top > allowed:
+        # Second pass only on failure: it names the offending symbols.
+        violations = glibc_violations(tree, allowed)
         first = violations[0]
         others = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
         raise VerifyError(
@@ -86,9 +90,6 @@ def check_glibc(tree: Path, allowed: tuple[int, int]) -> tuple[int, str | None]:
             f"the runtime has {allowed[0]}.{allowed[1]}{others}",
             hint="a wheel built for a newer glibc slipped in; pin an older release of that package",
         )
-    files = elf_files(tree)
-    needs = [n for f in files if (n := read_elf(f).max_glibc)]
-    top = max(needs) if needs else None
     return len(files), ("%d.%d" % top if top else None)
 
 
