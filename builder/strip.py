@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.parser import HeaderParser
 from functools import cache
 from pathlib import Path
@@ -88,8 +88,6 @@ class StripContext:
     machine: str           # x86_64 | aarch64
     roots: tuple[str, ...]  # canonical names the recipe asked for
     runner: object = None
-    progress: Callable[[str, int], object] | None = None
-    notes: list[str] = field(default_factory=list)
     binaries: object | None = None
 
 
