@@ -60,7 +60,7 @@ def main() -> int:
         work = Path(scratch)
         backend = PipBackend(runner, cache_dir())
         # Warm pip's cache so both sides time building, not downloading.
-        build(recipe, "x86_64", backend, runner, BuildOptions(out_dir=work / "warm", time_imports=False))
+        build(recipe, "x86_64", backend, BuildOptions(out_dir=work / "warm", time_imports=False))
 
         ours = {}
         for mode in ("none", "alongside", "only"):

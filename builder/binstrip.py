@@ -107,6 +107,7 @@ def strip_shared_objects(
     *,
     runner: Runner,
     machine: str,
+    which: Callable[[str], str | None] = shutil.which,
     skip_vendored: bool = True,
     workers: int | None = None,
     progress: Progress | None = None,
@@ -134,7 +135,7 @@ def strip_shared_objects(
                 reason = _not_strippable(info, machine)
                 if reason is None:
                     if info.machine not in tools:
-                        tools[info.machine] = find_strip_tool(info.machine, runner)
+                        tools[info.machine] = find_strip_tool(info.machine, runner, which)
                     if tools[info.machine] is None:
                         reason = f"no strip tool for {info.machine}"
         if reason is not None:

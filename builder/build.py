@@ -5,6 +5,11 @@ resolve + install (backends/) -> strip (strip.py, binstrip.py) -> bytecode
 (bytecode.py) -> verify (verify.py) -> measure (measure.py) -> zip
 (archive.py) -> write the zip, its report and its lock into ``dist/RECIPE/``.
 
+The backend's session decides where the target-side stages run: resolve,
+install, strip, bytecode and the smoke test run on this machine (pip backend)
+or in the build container (Docker backend); measuring and zipping always
+run here.
+
 Everything is built in a scratch directory; ``dist/`` receives finished
 files only, each by rename, so a failure at any stage leaves it as it was.
 """
@@ -23,14 +28,14 @@ from pathlib import Path
 
 from . import __version__
 from .archive import ZipResult, write_layer_zip
-from .backends.base import Backend, Lock, Target
+from .backends.base import Backend, Lock, Session, Target
 from .bytecode import BytecodeResult, compile_tree
+from .compare import compare_zips
 from .errors import BudgetError, UsageError
 from .events import Reporter, Silent
-from .interpreters import Interpreter, find_interpreter
+from .interpreters import Interpreter
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .recipe import Recipe
-from .runner import Runner
 from .strip import StripContext, StripReport, installed_distributions, strip_tree
 from .verify import Verification, time_imports, verify
 
@@ -41,6 +46,8 @@ class BuildOptions:
     work_dir: Path | None = None       # scratch space; a fresh temp dir by default
     time_imports: bool = True          # median cold import time of the smoke imports
     import_runs: int = 3
+    lock: Lock | None = None           # install exactly this lock (hashes enforced)
+    compare_to: Path | None = None     # another build's zip: list the differences in the report
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def output_stem(recipe: Recipe, target: Target) -> str:
     return f"{recipe.name}-{target.runtime.name}-{target.arch}"
 
 
-def build(recipe: Recipe, arch: str, backend: Backend, runner: Runner,
+def build(recipe: Recipe, arch: str, backend: Backend,
           options: BuildOptions = BuildOptions(), reporter: Reporter | None = None) -> BuildResult:
     reporter = reporter or Silent()
     if arch not in recipe.architectures:
@@ -85,27 +92,47 @@ def build(recipe: Recipe, arch: str, backend: Backend, runner: Runner,
     if scratch_parent:
         scratch_parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"layers-{recipe.name}-", dir=scratch_parent) as scratch:
-        return _build_in(Path(scratch), recipe, target, backend, runner, options, reporter)
+        # Resolved: the Docker backend mounts it at this path (macOS's /var is a symlink).
+        return _build_in(Path(scratch).resolve(), recipe, target, backend, options, reporter)
 
 
-def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend, runner: Runner,
-              options: BuildOptions, reporter: Reporter) -> BuildResult:
-    timer = _Timer()
-    tree = scratch / "python"
+@dataclass(frozen=True)
+class _TargetStages:
+    """What the target-side stages produced, inside the backend's session."""
 
-    reporter.step(f"resolve {recipe.name} for {target.describe()} ({backend.name} backend)")
-    resolution = timer.run("resolve", backend.resolve, recipe, target, scratch)
-    reporter.step(f"install {len(resolution.lock.wheels)} wheels")
-    timer.run("install", backend.install, resolution, target, tree)
+    resolution: object
+    installed: Inventory
+    owners: dict
+    stripped: StripReport
+    bytecode: BytecodeResult | None
+    verification: Verification
+    import_seconds: float | None
+    interpreter: Interpreter | None
+    where: str
+    notes: tuple[str, ...]
+
+
+def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Recipe, options: BuildOptions,
+                       reporter: Reporter, timer: _Timer) -> _TargetStages:
+    target = session.target
+    for note in session.notes:
+        reporter.notice(note)
+    reporter.step(f"resolve {recipe.name} for {target.describe()} ({session.backend} backend, in {session.where})"
+                  + (" from the lock" if options.lock else ""))
+    resolution = timer.run("resolve", session.resolve, recipe, scratch, options.lock)
+    reporter.step(f"install {len(resolution.lock.wheels)} wheels"
+                  + (f" ({len(resolution.downloaded)} downloaded)" if resolution.downloaded else " (all from cache)"))
+    timer.run("install", session.install, resolution, tree)
     owners = record_owners(tree, installed_distributions(tree, target.runtime.python))
     installed = take_inventory(tree, owners)
 
     reporter.step(f"strip (profile {recipe.strip.profile})")
-    context = StripContext(tree=tree, settings=recipe.strip, python=target.runtime.python,
-                           machine=target.machine, roots=tuple(p.name for p in recipe.requirements), runner=runner)
+    context = StripContext(tree=tree, settings=recipe.strip, python=target.runtime.python, machine=target.machine,
+                           roots=tuple(p.name for p in recipe.requirements), runner=session.runner,
+                           which=session.which)
     stripped: StripReport = timer.run("strip", strip_tree, context, lambda rule: reporter.step(f"strip: {rule}"))
 
-    interpreter = find_interpreter(target.runtime.python, runner, target.machine)
+    interpreter = session.interpreter
     bytecode: BytecodeResult | None = None
     if recipe.bytecode != "none":
         if interpreter is None:
@@ -113,18 +140,33 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend, r
                             "none found, so the layer ships sources only")
         else:
             reporter.step(f"compile bytecode with python{interpreter.version} ({recipe.bytecode})")
-            bytecode = timer.run("bytecode", compile_tree, tree, recipe.bytecode, interpreter, runner)
+            bytecode = timer.run("bytecode", compile_tree, tree, recipe.bytecode, interpreter, session.runner,
+                                 session.tmp)
 
     reporter.step("verify: ELF glibc needs" + (", smoke test" if interpreter else ""))
     verification: Verification = timer.run(
-        "verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, runner, target.runtime.python)
+        "verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, session.runner,
+        target.runtime.python, session.where, session.tmp)
     if not verification.verified:
         reporter.notice(f"NOT smoke-tested: {verification.how}")
     import_seconds = None
     if interpreter and options.time_imports:
         reporter.step("time cold imports (python -B)")
         import_seconds = timer.run("import_timing", time_imports, tree, recipe.smoke.imports, interpreter,
-                                   runner, options.import_runs)
+                                   session.runner, options.import_runs, session.tmp)
+    return _TargetStages(resolution, installed, owners, stripped, bytecode, verification, import_seconds,
+                         interpreter, session.where, session.notes)
+
+
+def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
+              options: BuildOptions, reporter: Reporter) -> BuildResult:
+    timer = _Timer()
+    tree = scratch / "python"
+    start = time.perf_counter()
+    with backend.session(target, scratch) as session:
+        timer.seconds["session_start"] = round(time.perf_counter() - start, 3)
+        stages = _run_target_stages(session, scratch, tree, recipe, options, reporter, timer)
+    resolution, installed, owners = stages.resolution, stages.installed, stages.owners
 
     final = take_inventory(tree, owners)
     budget_before_zip = Budget(final.total, recipe.unzipped_budget, recipe.reserve, 0)
@@ -144,8 +186,10 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend, r
         reporter.notice(f"{human(zipped.zipped_bytes)} zipped is over the 50 MB direct-upload limit: "
                         "publishing goes through S3")
 
-    report = _report(recipe, target, backend, resolution.lock, installed, final, stripped, bytecode,
-                     verification, import_seconds, budget, zipped, timer, interpreter)
+    report = _report(recipe, target, backend, resolution, installed, final, stages, budget, zipped, timer)
+    if options.compare_to is not None:
+        reporter.step(f"compare with {options.compare_to}")
+        report["comparison"] = compare_zips(zipped.path, options.compare_to).to_json()
     _write_json(staging / f"{stem}.report.json", report)
     _write_json(staging / f"{stem}.lock.json", resolution.lock.to_json())
     destination = options.out_dir / recipe.name
@@ -182,9 +226,11 @@ def _over_budget_message(recipe: Recipe, final: Inventory, budget: Budget) -> st
     )
 
 
-def _report(recipe, target, backend, lock: Lock, installed: Inventory, final: Inventory, stripped: StripReport,
-            bytecode: BytecodeResult | None, verification: Verification, import_seconds: float | None,
-            budget: Budget, zipped: ZipResult, timer: _Timer, interpreter: Interpreter | None) -> dict:
+def _report(recipe, target, backend, resolution, installed: Inventory, final: Inventory, stages: _TargetStages,
+            budget: Budget, zipped: ZipResult, timer: _Timer) -> dict:
+    lock: Lock = resolution.lock
+    stripped, bytecode, interpreter = stages.stripped, stages.bytecode, stages.interpreter
+    verification, import_seconds = stages.verification, stages.import_seconds
     return {
         "recipe": recipe.name,
         "layer_name": recipe.layer_name,
@@ -192,10 +238,15 @@ def _report(recipe, target, backend, lock: Lock, installed: Inventory, final: In
         "architecture": target.arch,
         "os": target.runtime.os_title,
         "backend": backend.name,
+        "built_in": stages.where,
+        "base_image": getattr(getattr(backend, "image", None), "base", None),
+        "build_image": getattr(getattr(backend, "image", None), "tag", None),
+        "environment_notes": list(stages.notes),
         "builder_version": __version__,
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "lock_digest": lock.digest,
         "versions": lock.versions(),
+        "downloaded": list(resolution.downloaded),
         "zip": {"file": zipped.path.name, "sha256": zipped.sha256_hex, "code_sha256": zipped.code_sha256,
                 "zipped_bytes": zipped.zipped_bytes, "unzipped_bytes": zipped.unzipped_bytes,
                 "entries": zipped.entries, "compression_level": recipe.compression},

@@ -48,10 +48,14 @@ def fix_mtimes(tree: Path) -> None:
         os.utime(path, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)
 
 
-def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner) -> BytecodeResult:
-    """``alongside``: __pycache__ next to sources; ``only``: sourceless .pyc in place of .py."""
+def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner,
+                 tmp: Path | None = None) -> BytecodeResult:
+    """``alongside``: __pycache__ next to sources; ``only``: sourceless .pyc in place of .py.
+
+    ``tmp``: where to put the compile script, somewhere ``runner``'s commands can read it.
+    """
     fix_mtimes(tree)
-    with tempfile.TemporaryDirectory(prefix="layers-compile-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="layers-compile-", dir=tmp) as scratch:
         script = Path(scratch) / "compile.py"
         script.write_text(_COMPILE)
         result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, LAYER_ROOT], timeout=3600)

@@ -70,7 +70,13 @@ RecipesDir = Annotated[Optional[Path], typer.Option("--recipes", help="Directory
 def build(
     recipe: Annotated[str, typer.Argument(help="Recipe name (recipes/NAME.toml) or path to a TOML file.")],
     arch: Annotated[Optional[str], typer.Option(help="x86_64 or arm64; default: every architecture of the recipe.")] = None,
-    backend: Annotated[str, typer.Option(help="auto | pip | docker")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto (Docker where it can run, else pip) | pip | docker")] = "auto",
+    base_image: Annotated[Optional[str], typer.Option(
+        "--base-image", help="Docker backend: base image (default: the recipe's, else AWS SAM's build image).")] = None,
+    lock: Annotated[Optional[Path], typer.Option(
+        help="Install exactly this lock (a .lock.json written by a build), hashes enforced.")] = None,
+    compare_to: Annotated[Optional[Path], typer.Option(
+        "--compare-to", help="Another build's zip: list every difference, with its reason, in the report.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory; files go to OUT/RECIPE/.")] = Path("dist"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the build report(s) as JSON on stdout.")] = False,
     import_timing: Annotated[bool, typer.Option(help="Measure the smoke imports' cold import time.")] = True,
@@ -78,6 +84,7 @@ def build(
     verbose: Verbose = False,
 ) -> None:
     """Build a recipe into a stripped, verified, reproducible layer zip."""
+    from .backends.base import Target
     from .backends.select import choose_backend
     from .build import BuildOptions, build as run_build
     from .recipe import load_recipe
@@ -88,12 +95,16 @@ def build(
         if arch is not None and arch not in ("x86_64", "arm64"):
             raise UsageError(f"unknown architecture {arch!r}", hint="x86_64 or arm64")
         arches = [arch] if arch else list(loaded.architectures)
+        if lock is not None and len(arches) > 1:
+            raise UsageError("a lock is for one architecture", hint="add --arch")
+        locked = _read_lock(lock) if lock is not None else None
         runner = _runner(verbose)
-        chosen = choose_backend(backend, runner, reporter)
         reports = []
         for one in arches:
-            result = run_build(loaded, one, chosen, runner,
-                               BuildOptions(out_dir=out_dir, time_imports=import_timing), reporter)
+            chosen = choose_backend(backend, Target(loaded.runtime_info, one), runner, reporter,
+                                    base_image or loaded.base_image or None)
+            options = BuildOptions(out_dir=out_dir, time_imports=import_timing, lock=locked, compare_to=compare_to)
+            result = run_build(loaded, one, chosen, options, reporter)
             reports.append(result.report)
             if not as_json:
                 _show_build(result)
@@ -101,6 +112,41 @@ def build(
         _fail(error)
     if as_json:
         out.print_json(json.dumps(reports if len(reports) > 1 else reports[0]))
+
+
+def _read_lock(path: Path):
+    from .backends.base import Lock
+
+    try:
+        return Lock.from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is not a lock written by layers build: {exc}") from None
+
+
+@app.command()
+def diff(
+    first: Annotated[Path, typer.Argument(help="A layer zip.")],
+    second: Annotated[Path, typer.Argument(help="Another layer zip.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """List the files two layer zips do not share or hold differently, with the reason for each."""
+    from .compare import compare_zips
+
+    try:
+        comparison = compare_zips(first, second)
+    except LayerError as error:
+        _fail(error)
+    if as_json:
+        out.print_json(json.dumps(comparison.to_json()))
+    else:
+        table = Table(title=f"{first.name} vs {second.name}: {comparison.files[0]} and {comparison.files[1]} files",
+                      title_justify="left")
+        for column in ("path", "difference", "reason"):
+            table.add_column(column, overflow="fold")
+        for item in comparison.differences:
+            table.add_row(item.path, item.kind, item.reason)
+        out.print(table if comparison.differences else "[green]same files, same contents[/]")
+    raise typer.Exit(0 if comparison.same_file_list else 1)
 
 
 def _show_build(result) -> None:

@@ -6,6 +6,10 @@ run in it with ``call``, files move with ``copy_into`` and ``copy_out``, and
 ``__exit__`` removes it whatever happened: success, an exception, Ctrl-C, or a
 failure halfway through ``__enter__``. Every container carries the label
 ``LABEL`` so tests (and users) can prove none was left behind.
+
+``ContainerRunner`` is the subprocess seam (``runner.Runner``) pointed into a
+container: code that runs tools through a runner (pip, strip, the runtime's
+Python) runs them in the container unchanged.
 """
 
 from __future__ import annotations
@@ -18,9 +22,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from .errors import BuildError, ToolMissing
-from .runner import Result
+from .runner import Result, Runner
 
 LABEL = "lambda-layer-builder"
+# Docker 20.10: the first engine API that takes a platform when creating a
+# container (1.41), which arm64 builds on an x86_64 engine need.
+MIN_API_VERSION = (1, 41)
+MIN_ENGINE = "20.10"
+# What a container prints when its binaries are for another machine and no
+# binfmt_misc/QEMU handler is registered.
+_FOREIGN_BINARY = ("exec format error", "exec user process caused")
+EMULATION_HINT = ("register QEMU with binfmt_misc (docker run --privileged tonistiigi/binfmt --install arm64), "
+                  "or use --backend pip, which cross-installs wheels for the target")
 
 
 def docker_client():
@@ -30,22 +43,38 @@ def docker_client():
 
         client = docker.from_env(timeout=120)
         client.ping()
-        return client
     except Exception as exc:  # the SDK raises several kinds; all mean "no engine"
         raise ToolMissing(f"no Docker engine answers ({type(exc).__name__})",
                           hint="start Docker, or use --backend pip") from None
+    check_engine_version(client.version())
+    return client
+
+
+def check_engine_version(version: Mapping) -> None:
+    """Raise when the engine's API is older than this tool needs (``version``: the engine's /version)."""
+    api = str(version.get("ApiVersion", "0.0"))
+    try:
+        got = tuple(int(part) for part in api.split(".")[:2])
+    except ValueError:
+        got = (0, 0)
+    if got < MIN_API_VERSION:
+        raise ToolMissing(
+            f"the Docker engine {version.get('Version', '?')} (API {api}) is too old; "
+            f"the Docker backend needs {MIN_ENGINE} or newer (API {'.'.join(map(str, MIN_API_VERSION))})",
+            hint="upgrade the Docker engine, or use --backend pip")
 
 
 class Container:
     def __init__(self, image: str, *, client=None, platform: str | None = None,
                  volumes: Mapping[str, dict] | None = None, environment: Mapping[str, str] | None = None,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 echo: Callable[[str], None] | None = None, name_hint: str = "") -> None:
         self.image = image
         self.client = client
         self.platform = platform
         self.volumes = dict(volumes or {})
         self.environment = dict(environment or {})
         self.echo = echo
+        self.name_hint = name_hint
         self.container = None
 
     def __enter__(self) -> "Container":
@@ -56,10 +85,35 @@ class Container:
                 volumes=self.volumes, environment=self.environment, labels={LABEL: "1"}, network_mode="bridge",
             )
             self.container.start()
+            self._check_running()
         except BaseException:
             self._remove()
             raise
         return self
+
+    def _check_running(self) -> None:
+        """A container whose binaries this engine cannot execute dies at once; say why.
+
+        One trivial exec proves it runs: checking the status alone races
+        with the init process failing a moment after start.
+        """
+        import docker.errors
+
+        try:
+            code, output = self.container.exec_run(["sleep", "0"])
+        except docker.errors.APIError as exc:
+            code, output = -1, str(exc).encode()
+        if code == 0:
+            return
+        self.container.reload()
+        logs = (self.container.logs() + b"\n" + (output or b"")).decode(errors="replace").strip()
+        if any(marker in logs.lower() for marker in _FOREIGN_BINARY):
+            machine = self.platform or "this image's platform"
+            raise BuildError(
+                f"this Docker engine cannot run {machine} containers: {logs.splitlines()[-1] if logs else 'exec format error'}",
+                hint=EMULATION_HINT)
+        raise BuildError(f"the build container from {self.image} stopped at start ({self.container.status}): {logs[-500:]}",
+                         hint="the image must provide sleep (see dockerfiles/README.md)")
 
     def __exit__(self, *exc_info) -> None:
         self._remove()
@@ -81,7 +135,11 @@ class Container:
             self.echo("+ docker exec " + shlex.join(args))
         code, (stdout, stderr) = self.container.exec_run(
             list(args), workdir=cwd, environment=dict(env or {}), user=user or "", demux=True)
-        return Result(args, code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace"))
+        stdout_text, stderr_text = (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
+        if code in (126, 127) and "executable file not found" in stdout_text + stderr_text:
+            raise ToolMissing(f"{args[0]} is not in the build image {self.image}",
+                              hint="the base image must meet the contract in dockerfiles/README.md")
+        return Result(args, code, stdout_text, stderr_text)
 
     def copy_into(self, source: Path, destination: str) -> None:
         """Copy a host file or directory to ``destination`` (a path that will be created) in the container."""
@@ -111,3 +169,37 @@ class Container:
         extracted = staging / PurePosixPath(source).name
         os.replace(extracted, destination)
         staging.rmdir()
+
+
+class ContainerRunner(Runner):
+    """A ``Runner`` whose commands run in ``box``, as ``user``, with ``base_env`` set.
+
+    Paths are the same inside and out: the build's scratch directory is
+    bind-mounted at its host path, so arguments need no translation.
+    Timeouts go through coreutils ``timeout`` in the container (``exec`` has
+    none of its own).
+    """
+
+    def __init__(self, box: Container, *, user: str, base_env: Mapping[str, str],
+                 verbose: bool = False, echo: Callable[[str], None] = lambda line: None) -> None:
+        super().__init__(verbose=verbose, echo=echo)
+        self.box = box
+        self.user = user
+        self.base_env = dict(base_env)
+
+    def run(self, args, *, cwd=None, env=None, timeout=None, input=None) -> Result:
+        if input is not None:
+            raise BuildError("feeding standard input to a command in the build container is not supported")
+        argv = tuple(str(a) for a in args)
+        self.history.append(argv)
+        if self.verbose:
+            self.echo("+ [container] " + shlex.join(argv))
+        command = ("timeout", "--kill-after=10", str(int(timeout)), *argv) if timeout else argv
+        result = self.box.call(command, cwd=str(cwd) if cwd else None, env={**self.base_env, **(env or {})},
+                               user=self.user)
+        return Result(argv, result.returncode, result.stdout, result.stderr)
+
+    def which(self, name: str) -> str | None:
+        found = self.box.call(["sh", "-c", 'command -v "$1"', "sh", name], user=self.user)
+        path = found.stdout.strip()
+        return path if found.ok and path else None

@@ -4,7 +4,8 @@ The tag is a hash of the Dockerfile, the base image and the Python version,
 so ``ensure_build_image`` builds once and reuses the image until one of them
 changes. A base image that is not present locally is pulled; where that fails
 (no registry reachable, a typo), the error names it and suggests
-``--base-image``.
+``--base-image``. A base image built for another architecture than the
+target is refused before anything runs in it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,18 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .container import EMULATION_HINT
 from .errors import BuildError, UsageError
 from .runtimes import Runtime
 
 DOCKERFILES = Path(__file__).resolve().parents[1] / "dockerfiles"
 REPOSITORY = "lambda-layer-builder/build"
+# Lambda's architecture names -> Docker's.
+DOCKER_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+def docker_platform(arch: str) -> str:
+    return f"linux/{DOCKER_ARCH[arch]}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,14 @@ def _have(client, name: str) -> bool:
         return False
 
 
+def check_architecture(image_attrs: dict, name: str, arch: str) -> None:
+    """Refuse a base image built for another machine than the target's."""
+    have = image_attrs.get("Architecture")
+    if have and have != DOCKER_ARCH[arch]:
+        raise BuildError(f"the base image {name} is built for {have}, the target is {arch} ({DOCKER_ARCH[arch]})",
+                         hint=f"pass --base-image with a {DOCKER_ARCH[arch]} image, or use --backend pip")
+
+
 def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | None = None) -> BuildImage:
     import docker.errors
 
@@ -58,13 +74,15 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
     text = dockerfile_for(runtime).read_text()
     tag = image_tag(text, base, runtime.python)
     if _have(client, tag):
+        check_architecture(client.images.get(tag).attrs, base, arch)
         return BuildImage(tag, base, built=False)
     if not _have(client, base):
         try:
-            client.images.pull(base, platform=f"linux/{'arm64' if arch == 'arm64' else 'amd64'}")
+            client.images.pull(base, platform=docker_platform(arch))
         except docker.errors.APIError as exc:
             raise BuildError(f"cannot pull the base image {base}: {exc.explanation or exc}",
                              hint="pass --base-image with an image this engine has (see dockerfiles/README.md)") from None
+    check_architecture(client.images.get(base).attrs, base, arch)
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
         data = text.encode()
@@ -74,10 +92,14 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
     context.seek(0)
     try:
         client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
-                            buildargs={"BASE_IMAGE": base, "PYTHON": runtime.python}, pull=False)
+                            buildargs={"BASE_IMAGE": base, "PYTHON": runtime.python}, pull=False,
+                            platform=docker_platform(arch))
     except docker.errors.BuildError as exc:
         lines = [str(item.get("stream", item.get("error", ""))).rstrip() for item in exc.build_log]
         tail = "\n".join(line for line in lines if line)[-1500:]
+        if "exec format error" in tail.lower():
+            raise BuildError(f"this Docker engine cannot run {docker_platform(arch)} programs, needed to build on {base}",
+                             hint=EMULATION_HINT) from None
         raise BuildError(f"the build image from {base} failed (does it meet the base-image contract?):\n{tail}",
                          hint="see dockerfiles/README.md for what a base image needs") from None
     return BuildImage(tag, base, built=True)

@@ -113,6 +113,7 @@ class Recipe(_Frozen):
     reserve: Size
     bytecode: Literal["none", "alongside", "only"]
     compression: int = Field(ge=0, le=9)
+    base_image: str
     strip: StripSettings
     smoke: SmokeTest
     source: Path | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.parser import HeaderParser
@@ -87,7 +88,8 @@ class StripContext:
     python: str            # runtime's X.Y, for evaluating dependency markers
     machine: str           # x86_64 | aarch64
     roots: tuple[str, ...]  # canonical names the recipe asked for
-    runner: object = None
+    runner: object = None  # runs strip: on this machine, or in the build container
+    which: Callable[[str], str | None] = shutil.which  # finds tools where ``runner`` runs them
     binaries: object | None = None
 
 
@@ -352,7 +354,7 @@ def _drop(ctx: StripContext) -> tuple[list[Path], list[str]]:
 def _debug_symbols(ctx: StripContext) -> tuple[list[Path], list[str]]:
     from .binstrip import strip_shared_objects
 
-    outcome = strip_shared_objects(ctx.tree, runner=ctx.runner, machine=ctx.machine)
+    outcome = strip_shared_objects(ctx.tree, runner=ctx.runner, machine=ctx.machine, which=ctx.which)
     ctx.binaries = outcome
     notes = [f"restored {p.relative_to(ctx.tree).as_posix()}: {why}" for p, why in outcome.restored]
     skipped: dict[str, int] = {}

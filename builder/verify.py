@@ -99,8 +99,10 @@ def _child_env(home: Path) -> dict[str, str]:
             "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner) -> None:
-    with tempfile.TemporaryDirectory(prefix="layers-smoke-") as scratch:
+def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner,
+                   tmp: Path | None = None) -> None:
+    """``tmp``: where to put the script, somewhere ``runner``'s commands can read it."""
+    with tempfile.TemporaryDirectory(prefix="layers-smoke-", dir=tmp) as scratch:
         scratch_path = Path(scratch)
         spec = scratch_path / "smoke.json"
         spec.write_text(json.dumps({"imports": list(smoke.imports), "code": smoke.code}))
@@ -117,10 +119,11 @@ def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runne
         )
 
 
-def time_imports(tree: Path, modules: tuple[str, ...], interpreter: Interpreter, runner: Runner, runs: int = 5) -> float:
+def time_imports(tree: Path, modules: tuple[str, ...], interpreter: Interpreter, runner: Runner, runs: int = 5,
+                 tmp: Path | None = None) -> float:
     """Median seconds to import ``modules`` with ``-B``: no bytecode cache written, as on read-only /opt."""
     samples = []
-    with tempfile.TemporaryDirectory(prefix="layers-import-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="layers-import-", dir=tmp) as scratch:
         script = Path(scratch) / "timer.py"
         script.write_text(_IMPORT_TIMER)
         for _ in range(runs):
@@ -133,13 +136,13 @@ def time_imports(tree: Path, modules: tuple[str, ...], interpreter: Interpreter,
 
 
 def verify(tree: Path, smoke: SmokeTest, glibc: tuple[int, int], interpreter: Interpreter | None,
-           runner: Runner, python: str) -> Verification:
+           runner: Runner, python: str, where: str = "this machine", tmp: Path | None = None) -> Verification:
     count, top = check_glibc(tree, glibc)
     allowed = "%d.%d" % glibc
     if interpreter is None:
         return Verification(count, top, allowed, "not run",
                             f"no python{python} for this architecture on this machine; ELF glibc check only")
-    run_smoke_test(tree, smoke, interpreter, runner)
+    run_smoke_test(tree, smoke, interpreter, runner, tmp)
     return Verification(count, top, allowed, "passed",
-                        f"python{interpreter.version} at {interpreter.path} ({interpreter.machine}), "
+                        f"python{interpreter.version} at {interpreter.path} ({interpreter.machine}) in {where}, "
                         "layer alone on sys.path (-I -S -B); ELF glibc check")

@@ -2,10 +2,12 @@
 
 Every backend resolves the recipe's requirements to wheels the target runtime
 can load (a ``Lock``) and installs exactly those into a tree laid out as the
-layer's ``python/`` directory. Stripping, verifying, measuring and zipping
-happen after, the same whichever backend installed the tree.
+layer's ``python/`` directory, inside a ``Session`` that also runs the
+strip, bytecode and smoke-test stages where the backend builds: on this
+machine (pip) or in a Lambda-like container (docker). Measuring and zipping
+happen after, the same whichever backend built the tree.
 """
 
-from .base import Backend, Lock, LockedWheel, Resolution, Target
+from .base import Backend, Lock, LockedWheel, Resolution, Session, Target
 
-__all__ = ["Backend", "Lock", "LockedWheel", "Resolution", "Target"]
+__all__ = ["Backend", "Lock", "LockedWheel", "Resolution", "Session", "Target"]

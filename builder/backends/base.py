@@ -1,4 +1,11 @@
-"""The seam between the build pipeline and the backends (pip now, Docker next)."""
+"""The seam between the build pipeline and the backends.
+
+A backend opens a ``Session`` for one target: resolve and install the
+wheels, plus where the rest of the pipeline runs its target-side tools
+(strip, the runtime's Python for bytecode and the smoke test). The pip
+backend's session is this machine; the Docker backend's is a build
+container, reached through a runner that executes inside it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Protocol
 
+from ..interpreters import Interpreter
 from ..recipe import Recipe
+from ..runner import Runner
 from ..runtimes import MACHINE, Runtime
 
 
@@ -88,13 +99,27 @@ class Lock:
 class Resolution:
     lock: Lock
     wheel_paths: tuple[Path, ...]
+    downloaded: tuple[str, ...] = ()  # files fetched over the network (not from a cache)
+
+
+@dataclass(frozen=True)
+class Session:
+    """One target's build environment, open for the length of a build."""
+
+    backend: str
+    target: Target
+    runner: Runner                            # runs target-side tools: strip, the runtime's Python
+    interpreter: Interpreter | None           # the runtime's Python, where one can run
+    which: Callable[[str], str | None]        # finds a tool where ``runner`` runs
+    tmp: Path | None                          # scratch for scripts handed to ``runner`` (None: the system's)
+    where: str                                # for the report: "this machine", "container from IMAGE"
+    resolve: Callable[..., Resolution]        # (recipe, workdir, lock=None)
+    install: Callable[[Resolution, Path], None]  # (resolution, tree)
+    notes: tuple[str, ...] = ()
 
 
 class Backend(Protocol):
     name: str
 
-    def resolve(self, recipe: Recipe, target: Target, workdir: Path) -> Resolution:
-        """Pick and fetch one wheel per distribution the target can load."""
-
-    def install(self, resolution: Resolution, target: Target, tree: Path) -> None:
-        """Install exactly the resolved wheels into ``tree`` (the layer's python/)."""
+    def session(self, target: Target, scratch: Path) -> AbstractContextManager[Session]:
+        """Open the build environment for ``target``; ``scratch`` is the build's working directory."""

@@ -7,6 +7,14 @@ the runtime can load and never a newer-glibc one. A requirement that exists
 only as a source distribution is built into a wheel here when it is pure
 Python (old gast, termcolor, html5lib); native code cannot be compiled for
 another platform on the host, so that is an error pointing to Docker.
+
+The Docker backend reuses this class with a runner that executes in the
+build container and ``build_native=True``: the same tag rules, but a native
+sdist is compiled there, by the image's compiler against its glibc, into a
+``linux_<machine>`` wheel that only that backend accepts.
+
+With a lock (``Lock``), exactly its versions are fetched (``--no-deps``) and
+every file is checked against the hash the lock records.
 """
 
 from __future__ import annotations
@@ -15,21 +23,26 @@ import hashlib
 import re
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
-from ..errors import ResolveError
+from ..errors import ResolveError, UsageError
+from ..interpreters import find_interpreter
 from ..recipe import Recipe
 from ..runner import Result, Runner
 from ..runtimes import wheel_min_glibc
-from .base import Lock, LockedWheel, Resolution, Target
+from .base import Lock, LockedWheel, Resolution, Session, Target
 
 # Reproducible wheels from sdists, and no prompts from pip.
 _PIP_ENV = {"SOURCE_DATE_EPOCH": "315532800", "PIP_NO_INPUT": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 _NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 _WRONG_PYTHON = re.compile(r"Package '([^']+)' requires a different Python")
 _DEPENDS_ON = re.compile(r"^\s*\S+ \S+ depends on (\S+)", re.M)
+# A file pip fetched over the network, not from its cache.
+_DOWNLOADED = re.compile(r"^\s*Downloading\s+(?:\S*/)?([^/\s]+\.(?:whl|tar\.gz|zip))", re.M)
 _FETCHED = re.compile(r"(?:Processing|Downloading|Using cached|File was already downloaded)\s+(?:\S*/)?([^/\s]+\.(?:whl|tar\.gz|zip))")
 # Enough for a deep stack; more means pip and we disagree and would loop.
 _MAX_SDIST_BUILDS = 25
@@ -52,17 +65,36 @@ def _pip_tail(text: str, lines: int = 12) -> str:
 class PipBackend:
     name = "pip"
 
-    def __init__(self, runner: Runner, cache_dir: Path) -> None:
+    def __init__(self, runner: Runner, cache_dir: Path, *, python: str | None = None,
+                 build_native: bool = False) -> None:
         self.runner = runner
+        self.python = python or sys.executable
+        self.build_native = build_native
         self.built_wheels = cache_dir / "sdist-wheels"
+        self.downloaded: list[str] = []
+
+    @contextmanager
+    def session(self, target: Target, scratch: Path) -> Iterator[Session]:
+        """Everything on the host: pip here, the host's strip, a pyenv/system interpreter."""
+        interpreter = find_interpreter(target.runtime.python, self.runner, target.machine)
+        yield Session(
+            backend=self.name, target=target, runner=self.runner, interpreter=interpreter, which=shutil.which,
+            tmp=None, where="this machine",
+            resolve=lambda recipe, workdir, lock=None: self.resolve(recipe, target, workdir, lock),
+            install=lambda resolution, tree: self.install(resolution, target, tree),
+        )
 
     def _pip(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "pip", *args]
+        return [self.python, "-m", "pip", *args]
 
     def _target_options(self, target: Target) -> list[str]:
         options = ["--only-binary=:all:", "--implementation", "cp", "--python-version", target.runtime.python]
         for tag in target.runtime.platform_tags(target.arch):
             options += ["--platform", tag]
+        if self.build_native:
+            # Wheels compiled in the build container carry the plain tag; the
+            # index never serves such wheels, so this admits only ours.
+            options += ["--platform", f"linux_{target.machine}"]
         for abi in target.runtime.abis():
             options += ["--abi", abi]
         return options
@@ -81,6 +113,8 @@ class PipBackend:
         while True:
             constraints.write_text("".join(f"{line}\n" for line in excluded))
             result = self.runner.run(self._pip("download", "--constraint", constraints, *args), env=_PIP_ENV)
+            self.downloaded += _DOWNLOADED.findall(result.stdout)
+            _raise_on_certificate_failure(result)
             wrong = _WRONG_PYTHON.search(result.stdout + result.stderr)
             if result.ok or not wrong:
                 return result
@@ -91,11 +125,17 @@ class PipBackend:
                 return result
             excluded.append(line)
 
-    def resolve(self, recipe: Recipe, target: Target, workdir: Path) -> Resolution:
+    def resolve(self, recipe: Recipe, target: Target, workdir: Path, lock: Lock | None = None) -> Resolution:
+        """Fetch one wheel per distribution: the newest the pins allow, or exactly the lock's."""
         wheelhouse = workdir / "wheels"
         wheelhouse.mkdir(parents=True, exist_ok=True)
         self.built_wheels.mkdir(parents=True, exist_ok=True)
-        requirements = [pin.text for pin in recipe.requirements]
+        self.downloaded = []
+        if lock is not None:
+            _check_lock_target(lock, recipe, target)
+            requirements = ["--no-deps", *(f"{w.name}=={w.version}" for w in lock.wheels)]
+        else:
+            requirements = [pin.text for pin in recipe.requirements]
         sdist_hashes: dict[str, str] = self._known_sdist_hashes()
         self._excluded: list[str] = []
         for _ in range(_MAX_SDIST_BUILDS):
@@ -112,14 +152,17 @@ class PipBackend:
                     f"pip could not resolve {recipe.name} for {target.describe()}:\n{_pip_tail(result.stdout + result.stderr)}",
                     hint="check the pins in the recipe",
                 )
-            sdist_hashes.update(self._build_pure_sdist(missing.group(1), target, workdir))
+            sdist_hashes.update(self._build_sdist(missing.group(1), target, workdir))
         else:
             raise ResolveError(f"gave up after building {_MAX_SDIST_BUILDS} source distributions for {recipe.name}")
         wheels = self._lock_entries(wheelhouse, sdist_hashes)
         _check_glibc_tags(wheels, target)
         self._check_pinned_hashes(recipe, wheels)
-        lock = Lock(recipe=recipe.name, runtime=target.runtime.name, arch=target.arch, wheels=tuple(wheels))
-        return Resolution(lock=lock, wheel_paths=tuple(sorted(wheelhouse / w.filename for w in wheels)))
+        if lock is not None:
+            _check_against_lock(wheels, lock)
+        resolved = Lock(recipe=recipe.name, runtime=target.runtime.name, arch=target.arch, wheels=tuple(wheels))
+        return Resolution(lock=resolved, wheel_paths=tuple(sorted(wheelhouse / w.filename for w in wheels)),
+                          downloaded=tuple(sorted(set(self.downloaded))))
 
     def _excluded_away(self, result: Result) -> re.Match | None:
         """A requirement left with no release once a wrong-Python one was excluded."""
@@ -136,8 +179,8 @@ class PipBackend:
             known[marker.name.removesuffix(".sdist-sha256")] = marker.read_text().strip()
         return known
 
-    def _build_pure_sdist(self, requirement: str, target: Target, workdir: Path) -> dict[str, str]:
-        """Build the sdist of ``requirement`` into a pure wheel, or explain why it cannot be."""
+    def _build_sdist(self, requirement: str, target: Target, workdir: Path) -> dict[str, str]:
+        """Build the sdist of ``requirement`` into a wheel (pure, unless ``build_native``), or explain why not."""
         sdists = workdir / "sdists"
         shutil.rmtree(sdists, ignore_errors=True)
         got = self._download(
@@ -154,16 +197,18 @@ class PipBackend:
         sdist = files[0]
         out = workdir / "built"
         shutil.rmtree(out, ignore_errors=True)
-        built = self.runner.run(self._pip("wheel", "--no-deps", "--wheel-dir", out, sdist), env=_PIP_ENV)
+        built = self.runner.run(self._pip("wheel", "--no-deps", "--progress-bar", "off", "--wheel-dir", out, sdist),
+                                env=_PIP_ENV)
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if not built.ok or not wheels:
             raise ResolveError(
                 f"{sdist.name} (no wheel for {target.describe()}) failed to build:\n{_pip_tail(built.stdout + built.stderr)}",
-                hint="use --backend docker to build it inside a Lambda-like container",
+                hint=("it may need a system library's headers: add them to a base image of your own (--base-image)"
+                      if self.build_native else "use --backend docker to build it inside a Lambda-like container"),
             )
         wheel = wheels[0]
         _, _, _, tags = parse_wheel_filename(wheel.name)
-        if not all(tag.platform == "any" and tag.abi == "none" for tag in tags):
+        if not self.build_native and not all(tag.platform == "any" and tag.abi == "none" for tag in tags):
             name, version = parse_sdist_filename(sdist.name)
             raise ResolveError(
                 f"{name} {version} has no wheel for {target.describe()} and its source has native code",
@@ -212,11 +257,42 @@ class PipBackend:
         result = self.runner.run(
             self._pip("install", "--target", tree, "--no-deps", "--no-index", "--no-compile",
                       "--progress-bar", "off", *self._target_options(target), *resolution.wheel_paths),
-            env=_PIP_ENV,
+            env={**_PIP_ENV, "PIP_BREAK_SYSTEM_PACKAGES": "1"},  # --target never touches the image's Python
         )
         if not result.ok:
             raise ResolveError(f"pip install failed for {target.describe()}:\n{_pip_tail(result.stdout + result.stderr)}")
         normalise_installed_tree(tree)
+
+
+def _raise_on_certificate_failure(result: Result) -> None:
+    if "CERTIFICATE_VERIFY_FAILED" in result.stdout + result.stderr:
+        raise ResolveError(
+            "pip could not verify the package index's TLS certificate (CERTIFICATE_VERIFY_FAILED)",
+            hint="behind a TLS-intercepting proxy, point SSL_CERT_FILE, REQUESTS_CA_BUNDLE or PIP_CERT at a bundle "
+                 "holding its CA (the Docker backend passes those into the build container)")
+
+
+def _check_lock_target(lock: Lock, recipe: Recipe, target: Target) -> None:
+    if (lock.runtime, lock.arch) != (target.runtime.name, target.arch):
+        raise UsageError(f"the lock is for {lock.runtime} {lock.arch}, this build is for {target.label}",
+                         hint="use the lock written for this runtime and architecture")
+    if lock.recipe != recipe.name:
+        raise UsageError(f"the lock is for recipe {lock.recipe!r}, not {recipe.name!r}")
+
+
+def _check_against_lock(wheels: list[LockedWheel], lock: Lock) -> None:
+    """Every fetched file must be the one the lock records (by its upstream hash)."""
+    locked = {canonicalize_name(w.name): w for w in lock.wheels}
+    for wheel in wheels:
+        expected = locked.get(canonicalize_name(wheel.name))
+        if expected is None or expected.version != wheel.version:
+            raise ResolveError(f"{wheel.filename} is not in the lock", hint="the lock is incomplete; re-create it")
+        if expected.identity != wheel.identity:
+            kind = "source distribution" if wheel.origin == "sdist" else "wheel"
+            raise ResolveError(
+                f"the {kind} fetched for {wheel.name} {wheel.version} has sha256 {wheel.identity[:16]}..., "
+                f"the lock records {expected.identity[:16]}...",
+                hint="the index serves another file than when the lock was made; check it, then re-lock")
 
 
 def _check_glibc_tags(wheels: list[LockedWheel], target: Target) -> None:

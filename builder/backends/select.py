@@ -1,14 +1,23 @@
-"""Choose a backend: ``pip``, ``docker``, or ``auto`` (Docker where it can run, else pip, saying why)."""
+"""Choose a backend for one target: ``pip``, ``docker``, or ``auto``.
+
+``auto`` is Docker where an engine answers and the build image can be had
+(present, built from a base image that is present or pulled, runnable on
+this engine's platform); otherwise pip, with a one-line notice saying why.
+``docker`` asked for by name fails with that reason instead.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ..container import docker_client
-from ..errors import ToolMissing, UsageError
+from ..container import Container
+from ..errors import BuildError, ToolMissing, UsageError
 from ..events import Reporter
+from ..images import DOCKER_ARCH, docker_platform
 from ..runner import Runner
+from .base import Target
+from .docker import DockerBackend
 from .pip import PipBackend
 
 BACKENDS = ("auto", "pip", "docker")
@@ -21,22 +30,27 @@ def cache_dir() -> Path:
     return base / "lambda-layer-builder"
 
 
-def docker_unavailable_reason() -> str | None:
-    """None when a Docker engine answers; else why not, in a few words."""
-    try:
-        docker_client().close()
-    except ToolMissing as missing:
-        return missing.message
-    return None
+def _ready_docker(target: Target, runner: Runner, base_image: str | None) -> DockerBackend:
+    """A Docker backend whose build image exists and runs here, or the typed error saying why not."""
+    backend = DockerBackend(runner, cache_dir(), base_image=base_image)
+    image = backend.prepare(target)
+    if backend.client.version().get("Arch") != DOCKER_ARCH[target.arch]:
+        # Another machine's image: prove this engine can run it (binfmt/QEMU).
+        with Container(image.tag, client=backend.client, platform=docker_platform(target.arch)):
+            pass
+    return backend
 
 
-def choose_backend(name: str, runner: Runner, reporter: Reporter):
+def choose_backend(name: str, target: Target, runner: Runner, reporter: Reporter,
+                   base_image: str | None = None):
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}", hint=f"one of: {', '.join(BACKENDS)}")
+    if name == "pip":
+        return PipBackend(runner, cache_dir())
     if name == "docker":
-        raise UsageError("the Docker backend is not part of this version yet",
-                         hint="use --backend pip (cross-installs wheels for the runtime's platform)")
-    if name == "auto":
-        reason = docker_unavailable_reason() or "the Docker backend is not part of this version yet"
-        reporter.notice(f"using the pip backend: {reason}")
+        return _ready_docker(target, runner, base_image)
+    try:
+        return _ready_docker(target, runner, base_image)
+    except (ToolMissing, BuildError) as unavailable:
+        reporter.notice(f"using the pip backend for {target.label}: {unavailable.message}")
     return PipBackend(runner, cache_dir())

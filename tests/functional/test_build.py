@@ -21,7 +21,7 @@ SAM_BUILD_NP311_MIB = 79.4  # `sam build` of the same pins, measured (shared/ref
 
 def run_build(recipe, out: Path, cache: Path, arch="x86_64"):
     runner = Runner()
-    return build(recipe, arch, PipBackend(runner, cache), runner, BuildOptions(out_dir=out, time_imports=False))
+    return build(recipe, arch, PipBackend(runner, cache), BuildOptions(out_dir=out, time_imports=False))
 
 
 @pytest.fixture(scope="module")

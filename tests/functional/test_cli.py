@@ -13,10 +13,10 @@ pytestmark = pytest.mark.functional
 LAYERS = [sys.executable, "-m", "builder"]
 
 
-def layers(*args, cwd: Path) -> subprocess.CompletedProcess:
+def layers(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*LAYERS, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "COLUMNS": "200",
-                               "PYTHONPATH": str(ROOT)})
+                               "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 @pytest.mark.parametrize("what,text,words", BAD_RECIPES, ids=[b[0] for b in BAD_RECIPES])
@@ -80,10 +80,12 @@ def test_init_refuses_pip_options_and_bad_runtime(tmp_path):
 
 
 def test_auto_backend_says_why_it_falls_back_to_pip(tmp_path):
+    # No engine at this address: auto must say so in one line, then build with pip.
     (tmp_path / "demo.toml").write_text(VALID_RECIPE.format(name="demo"))
     result = layers("build", str(tmp_path / "demo.toml"), "--out", str(tmp_path / "dist"), "--no-import-timing",
-                    cwd=tmp_path)
+                    cwd=tmp_path, env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     assert result.returncode == 0, result.stderr
-    notices = [l for l in result.stderr.splitlines() if l.startswith("notice: using the pip backend: ")]
-    assert len(notices) == 1
+    notices = [l for l in result.stderr.splitlines()
+               if l.startswith("notice: using the pip backend for python3.11-x86_64: ")]
+    assert len(notices) == 1 and "no Docker engine answers" in notices[0], result.stderr
     assert (tmp_path / "dist/demo/demo-python3.11-x86_64.zip").is_file()

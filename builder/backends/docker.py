@@ -1,0 +1,147 @@
+"""The Docker backend: build inside a Lambda-like Amazon Linux container.
+
+A session is one container from the build image (``images.ensure_build_image``:
+``dockerfiles/<os>.Dockerfile`` FROM the base image, built once, reused).
+The build's scratch directory is bind-mounted at its own path, so pip, strip
+and the runtime's Python run in the container on the same paths the host
+sees, as the calling user (uid:gid), so every file they write belongs to that
+user and never to root. pip's cache is a named volume that outlives the
+container; wheels compiled from sources are cached per build image.
+
+The pip logic itself is ``PipBackend`` with a runner that executes in the
+container (``container.ContainerRunner``): the same tag rules, so never a
+wheel newer than the runtime's glibc, plus native sdists compiled by the
+image's compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..certs import CONTAINER_PATH, container_environment, host_ca_bundle
+from ..container import Container, ContainerRunner, docker_client
+from ..errors import BuildError
+from ..images import BuildImage, docker_platform, ensure_build_image
+from ..interpreters import Interpreter
+from ..runner import Runner
+from .base import Session, Target
+from .pip import PipBackend
+
+PIP_CACHE_VOLUME = "lambda-layer-builder-pip-cache"
+PIP_CACHE_PATH = "/var/cache/lambda-layer-builder/pip"
+# Forwarded from the host so that pip in the container reaches the same
+# index through the same proxy (file:// locations exist only on the host).
+FORWARDED_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT",
+                       "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+_PROBE = "import sys, platform; print('%d.%d' % sys.version_info[:2], platform.machine())"
+
+
+def forwarded_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The host's index and proxy settings that make sense inside a container."""
+    out = {}
+    for name in FORWARDED_VARIABLES:
+        value = environ.get(name)
+        if not value:
+            continue
+        if name.startswith("PIP_") and "_URL" in name:
+            value = " ".join(url for url in value.split() if not url.startswith("file:"))
+            if not value:
+                continue
+        out[name] = value
+    return out
+
+
+def resolve_base_image(template: str | None, arch: str) -> str | None:
+    """A recipe's or command's base image; ``{arch}`` stands for x86_64 or arm64."""
+    return template.replace("{arch}", arch) if template else None
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, runner: Runner, cache_dir: Path, *, base_image: str | None = None, client=None,
+                 pip_cache_volume: str = PIP_CACHE_VOLUME, user: tuple[int, int] | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.runner = runner  # for its verbosity and echo; commands run in the container
+        self.cache_dir = cache_dir
+        self.base_image = base_image
+        self.client = client
+        self.pip_cache_volume = pip_cache_volume
+        self.user = user or (os.getuid(), os.getgid())
+        self.environ = dict(os.environ if environ is None else environ)
+        self.image: BuildImage | None = None
+
+    def prepare(self, target: Target) -> BuildImage:
+        """Build or reuse the build image for ``target`` (pulling its base if needed)."""
+        self.client = self.client or docker_client()
+        base = resolve_base_image(self.base_image, target.arch)
+        self.image = ensure_build_image(self.client, target.runtime, target.arch, base)
+        return self.image
+
+    @contextmanager
+    def session(self, target: Target, scratch: Path) -> Iterator[Session]:
+        image = self.prepare(target)
+        scratch = scratch.resolve()
+        home = scratch / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        # Wheels compiled here link against this image's libraries: cached per image.
+        wheel_cache = self.cache_dir / "docker" / image.tag.rsplit(":", 1)[1]
+        wheel_cache.mkdir(parents=True, exist_ok=True)
+        volumes = {
+            str(scratch): {"bind": str(scratch), "mode": "rw"},
+            str(wheel_cache): {"bind": str(wheel_cache), "mode": "rw"},
+            self.pip_cache_volume: {"bind": PIP_CACHE_PATH, "mode": "rw"},
+        }
+        environment = {"HOME": str(home), "PIP_CACHE_DIR": PIP_CACHE_PATH, "PIP_NO_INPUT": "1",
+                       "PIP_DISABLE_PIP_VERSION_CHECK": "1", **forwarded_environment(self.environ)}
+        notes = []
+        with tempfile.TemporaryDirectory(prefix="layers-ca-") as ca_dir:
+            bundle, sources = host_ca_bundle(self.environ)
+            if bundle:
+                ca_file = Path(ca_dir) / "ca-bundle.pem"
+                ca_file.write_text(bundle)
+                ca_file.chmod(0o644)
+                Path(ca_dir).chmod(0o755)
+                volumes[str(ca_file)] = {"bind": CONTAINER_PATH, "mode": "ro"}
+                environment.update(container_environment())
+                notes.append(f"trusts the host's CA certificates ({bundle.count('BEGIN CERTIFICATE')} from "
+                             f"{len(sources)} file(s))")
+            with Container(image.tag, client=self.client, platform=docker_platform(target.arch),
+                           volumes=volumes, environment=environment) as box:
+                self._prepare_cache(box)
+                runner = ContainerRunner(box, user="%d:%d" % self.user, base_env={},
+                                         verbose=self.runner.verbose, echo=self.runner.echo)
+                interpreter = self._interpreter(runner, target)
+                pip = PipBackend(runner, wheel_cache, python=str(interpreter.path), build_native=True)
+                tmp = scratch / "tmp"
+                tmp.mkdir(exist_ok=True)
+                yield Session(
+                    backend=self.name, target=target, runner=runner, interpreter=interpreter, which=runner.which,
+                    tmp=tmp, where=f"a container of {image.tag} (from {image.base})",
+                    resolve=lambda recipe, workdir, lock=None: pip.resolve(recipe, target, workdir, lock),
+                    install=lambda resolution, tree: pip.install(resolution, target, tree),
+                    notes=tuple(notes),
+                )
+
+    @staticmethod
+    def _prepare_cache(box: Container) -> None:
+        # A new named volume belongs to root; builds run as the caller.
+        made = box.call(["chmod", "1777", PIP_CACHE_PATH], user="0")
+        if not made.ok:
+            raise BuildError(f"cannot prepare pip's cache volume: {made.tail(3)}")
+
+    @staticmethod
+    def _interpreter(runner: ContainerRunner, target: Target) -> Interpreter:
+        name = f"python{target.runtime.python}"
+        path = runner.which(name)
+        probe = runner.run([path or name, "-I", "-S", "-c", _PROBE], timeout=60) if path else None
+        if probe is None or not probe.ok or probe.stdout.split() != [target.runtime.python, target.machine]:
+            got = probe.stdout.strip() if probe is not None and probe.ok else "none"
+            raise BuildError(
+                f"the build image has no working {name} for {target.machine} (found: {got})",
+                hint="the base image must meet the contract in dockerfiles/README.md; see --base-image")
+        return Interpreter(Path(path), target.runtime.python, target.machine)
