@@ -211,6 +211,10 @@ def _move_into(source: Path, destination: Path) -> None:
         os.replace(partial, destination)
 
 
+def _image_json(image) -> dict | None:
+    return None if image is None else {"tag": image.tag, "base": image.base, "built_now": image.built}
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
@@ -239,8 +243,7 @@ def _report(recipe, target, backend, resolution, installed: Inventory, final: In
         "os": target.runtime.os_title,
         "backend": backend.name,
         "built_in": stages.where,
-        "base_image": getattr(getattr(backend, "image", None), "base", None),
-        "build_image": getattr(getattr(backend, "image", None), "tag", None),
+        "build_image": _image_json(getattr(backend, "image", None)),
         "environment_notes": list(stages.notes),
         "builder_version": __version__,
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

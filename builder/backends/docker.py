@@ -6,7 +6,9 @@ The build's scratch directory is bind-mounted at its own path, so pip, strip
 and the runtime's Python run in the container on the same paths the host
 sees, as the calling user (uid:gid), so every file they write belongs to that
 user and never to root. pip's cache is a named volume that outlives the
-container; wheels compiled from sources are cached per build image.
+container; wheels from the index go to the wheel store shared with the pip
+backend (read-only here: the host adds to it); wheels compiled from sources
+are cached per build image.
 
 The pip logic itself is ``PipBackend`` with a runner that executes in the
 container (``container.ContainerRunner``): the same tag rules, so never a
@@ -65,7 +67,7 @@ class DockerBackend:
 
     def __init__(self, runner: Runner, cache_dir: Path, *, base_image: str | None = None, client=None,
                  pip_cache_volume: str = PIP_CACHE_VOLUME, user: tuple[int, int] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, trust_host_cas: bool = True) -> None:
         self.runner = runner  # for its verbosity and echo; commands run in the container
         self.cache_dir = cache_dir
         self.base_image = base_image
@@ -73,6 +75,7 @@ class DockerBackend:
         self.pip_cache_volume = pip_cache_volume
         self.user = user or (os.getuid(), os.getgid())
         self.environ = dict(os.environ if environ is None else environ)
+        self.trust_host_cas = trust_host_cas
         self.image: BuildImage | None = None
 
     def prepare(self, target: Target) -> BuildImage:
@@ -86,21 +89,23 @@ class DockerBackend:
     def session(self, target: Target, scratch: Path) -> Iterator[Session]:
         image = self.prepare(target)
         scratch = scratch.resolve()
-        home = scratch / "home"
-        home.mkdir(parents=True, exist_ok=True)
+        home, tmp = scratch / "home", scratch / "tmp"
         # Wheels compiled here link against this image's libraries: cached per image.
         wheel_cache = self.cache_dir / "docker" / image.tag.rsplit(":", 1)[1]
         wheel_cache.mkdir(parents=True, exist_ok=True)
+        wheel_store = self.cache_dir / "wheels"
+        wheel_store.mkdir(parents=True, exist_ok=True)
         volumes = {
             str(scratch): {"bind": str(scratch), "mode": "rw"},
             str(wheel_cache): {"bind": str(wheel_cache), "mode": "rw"},
+            str(wheel_store): {"bind": str(wheel_store), "mode": "ro"},
             self.pip_cache_volume: {"bind": PIP_CACHE_PATH, "mode": "rw"},
         }
         environment = {"HOME": str(home), "PIP_CACHE_DIR": PIP_CACHE_PATH, "PIP_NO_INPUT": "1",
                        "PIP_DISABLE_PIP_VERSION_CHECK": "1", **forwarded_environment(self.environ)}
         notes = []
         with tempfile.TemporaryDirectory(prefix="layers-ca-") as ca_dir:
-            bundle, sources = host_ca_bundle(self.environ)
+            bundle, sources = host_ca_bundle(self.environ) if self.trust_host_cas else ("", [])
             if bundle:
                 ca_file = Path(ca_dir) / "ca-bundle.pem"
                 ca_file.write_text(bundle)
@@ -112,13 +117,13 @@ class DockerBackend:
                              f"{len(sources)} file(s))")
             with Container(image.tag, client=self.client, platform=docker_platform(target.arch),
                            volumes=volumes, environment=environment) as box:
-                self._prepare_cache(box)
-                runner = ContainerRunner(box, user="%d:%d" % self.user, base_env={},
+                user = "%d:%d" % self.user
+                self._prepare(box, user, home, tmp)
+                runner = ContainerRunner(box, user=user, base_env={},
                                          verbose=self.runner.verbose, echo=self.runner.echo)
                 interpreter = self._interpreter(runner, target)
-                pip = PipBackend(runner, wheel_cache, python=str(interpreter.path), build_native=True)
-                tmp = scratch / "tmp"
-                tmp.mkdir(exist_ok=True)
+                pip = PipBackend(runner, wheel_cache, python=str(interpreter.path), build_native=True,
+                                 wheel_store=wheel_store)
                 yield Session(
                     backend=self.name, target=target, runner=runner, interpreter=interpreter, which=runner.which,
                     tmp=tmp, where=f"a container of {image.tag} (from {image.base})",
@@ -128,11 +133,14 @@ class DockerBackend:
                 )
 
     @staticmethod
-    def _prepare_cache(box: Container) -> None:
-        # A new named volume belongs to root; builds run as the caller.
-        made = box.call(["chmod", "1777", PIP_CACHE_PATH], user="0")
-        if not made.ok:
-            raise BuildError(f"cannot prepare pip's cache volume: {made.tail(3)}")
+    def _prepare(box: Container, user: str, home: Path, tmp: Path) -> None:
+        # A new named volume belongs to root; builds run as the caller, who
+        # also owns the scratch directories made here.
+        steps = (["chmod", "1777", PIP_CACHE_PATH], "0"), (["mkdir", "-p", str(home), str(tmp)], user)
+        for argv, as_user in steps:
+            made = box.call(argv, user=as_user)
+            if not made.ok:
+                raise BuildError(f"cannot prepare the build container ({' '.join(argv)}): {made.tail(3)}")
 
     @staticmethod
     def _interpreter(runner: ContainerRunner, target: Target) -> Interpreter:

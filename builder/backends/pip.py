@@ -15,11 +15,18 @@ sdist is compiled there, by the image's compiler against its glibc, into a
 
 With a lock (``Lock``), exactly its versions are fetched (``--no-deps``) and
 every file is checked against the hash the lock records.
+
+Every wheel fetched from the index is kept in a wheel store (``--find-links``
+on later runs, which pip ranks before the index for the same file), so a
+rebuild asks the index what to install but downloads no wheel again. It works
+where pip's HTTP cache does not: behind proxies that strip Cache-Control.
+An index never serves two files under one wheel name, so the name is the key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import sys
@@ -66,11 +73,12 @@ class PipBackend:
     name = "pip"
 
     def __init__(self, runner: Runner, cache_dir: Path, *, python: str | None = None,
-                 build_native: bool = False) -> None:
+                 build_native: bool = False, wheel_store: Path | None = None) -> None:
         self.runner = runner
         self.python = python or sys.executable
         self.build_native = build_native
         self.built_wheels = cache_dir / "sdist-wheels"
+        self.wheel_store = wheel_store or cache_dir / "wheels"
         self.downloaded: list[str] = []
 
     @contextmanager
@@ -130,17 +138,36 @@ class PipBackend:
         wheelhouse = workdir / "wheels"
         wheelhouse.mkdir(parents=True, exist_ok=True)
         self.built_wheels.mkdir(parents=True, exist_ok=True)
+        self.wheel_store.mkdir(parents=True, exist_ok=True)
         self.downloaded = []
+        sdist_hashes: dict[str, str] = self._known_sdist_hashes()
         if lock is not None:
             _check_lock_target(lock, recipe, target)
             requirements = ["--no-deps", *(f"{w.name}=={w.version}" for w in lock.wheels)]
+            if self._copy_from_store(lock, wheelhouse, sdist_hashes):
+                requirements = []  # every locked file is here already: no index, no network
         else:
             requirements = [pin.text for pin in recipe.requirements]
-        sdist_hashes: dict[str, str] = self._known_sdist_hashes()
+        if requirements:
+            self._fetch(recipe, target, workdir, wheelhouse, requirements, sdist_hashes)
+        wheels = self._lock_entries(wheelhouse, sdist_hashes)
+        _check_glibc_tags(wheels, target)
+        self._check_pinned_hashes(recipe, wheels)
+        if lock is not None:
+            _check_against_lock(wheels, lock)
+        self._store(wheelhouse, wheels)
+        resolved = Lock(recipe=recipe.name, runtime=target.runtime.name, arch=target.arch, wheels=tuple(wheels))
+        return Resolution(lock=resolved, wheel_paths=tuple(sorted(wheelhouse / w.filename for w in wheels)),
+                          downloaded=tuple(sorted(set(self.downloaded))))
+
+    def _fetch(self, recipe: Recipe, target: Target, workdir: Path, wheelhouse: Path, requirements: list[str],
+               sdist_hashes: dict[str, str]) -> None:
+        """pip download into ``wheelhouse``, building sdists that have no wheel for the target."""
         self._excluded: list[str] = []
         for _ in range(_MAX_SDIST_BUILDS):
             result = self._download(
-                ["--dest", wheelhouse, "--find-links", self.built_wheels, "--progress-bar", "off",
+                ["--dest", wheelhouse, "--find-links", self.built_wheels, "--find-links", self.wheel_store,
+                 "--progress-bar", "off",
                  *self._target_options(target), *requirements],
                 workdir,
             )
@@ -155,14 +182,33 @@ class PipBackend:
             sdist_hashes.update(self._build_sdist(missing.group(1), target, workdir))
         else:
             raise ResolveError(f"gave up after building {_MAX_SDIST_BUILDS} source distributions for {recipe.name}")
-        wheels = self._lock_entries(wheelhouse, sdist_hashes)
-        _check_glibc_tags(wheels, target)
-        self._check_pinned_hashes(recipe, wheels)
-        if lock is not None:
-            _check_against_lock(wheels, lock)
-        resolved = Lock(recipe=recipe.name, runtime=target.runtime.name, arch=target.arch, wheels=tuple(wheels))
-        return Resolution(lock=resolved, wheel_paths=tuple(sorted(wheelhouse / w.filename for w in wheels)),
-                          downloaded=tuple(sorted(set(self.downloaded))))
+
+    def _copy_from_store(self, lock: Lock, wheelhouse: Path, sdist_hashes: dict[str, str]) -> bool:
+        """Put every locked file into ``wheelhouse`` from the stores, if all are there with the locked hash."""
+        found = []
+        for wheel in lock.wheels:
+            if wheel.origin == "sdist":
+                path = self.built_wheels / wheel.filename
+                ok = path.is_file() and sdist_hashes.get(wheel.filename) == wheel.source_sha256
+            else:
+                path = self.wheel_store / wheel.filename
+                ok = path.is_file() and _sha256(path) == wheel.sha256
+            if not ok:
+                return False
+            found.append(path)
+        for path in found:
+            shutil.copyfile(path, wheelhouse / path.name)
+        return True
+
+    def _store(self, wheelhouse: Path, wheels: list[LockedWheel]) -> None:
+        """Keep the index's wheels for the next build (never ours: those are per build image)."""
+        for wheel in wheels:
+            kept = self.wheel_store / wheel.filename
+            if wheel.origin != "index" or kept.exists():
+                continue
+            partial = self.wheel_store / f".{wheel.filename}.partial"
+            shutil.copyfile(wheelhouse / wheel.filename, partial)
+            os.replace(partial, kept)
 
     def _excluded_away(self, result: Result) -> re.Match | None:
         """A requirement left with no release once a wrong-Python one was excluded."""
