@@ -110,6 +110,10 @@ def build(
                 _show_build(result)
     except LayerError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        # typer would exit 130 silently; say what state things are in.
+        err.print("[red]interrupted[/]: the build container is removed, and no partial file was written")
+        raise typer.Exit(130) from None
     if as_json:
         out.print_json(json.dumps(reports if len(reports) > 1 else reports[0]))
 

@@ -1,6 +1,6 @@
 """Build images: ``dockerfiles/<os>.Dockerfile`` FROM a base image, tagged by content.
 
-The tag is a hash of the Dockerfile, the base image and the Python version,
+The tag is a hash of the Dockerfile, the base image's ID and the Python version,
 so ``ensure_build_image`` builds once and reuses the image until one of them
 changes. A base image that is not present locally is pulled; where that fails
 (no registry reachable, a typo), the error names it and suggests
@@ -44,8 +44,8 @@ def dockerfile_for(runtime: Runtime) -> Path:
     return path
 
 
-def image_tag(dockerfile_text: str, base_image: str, python: str) -> str:
-    digest = hashlib.sha256("\0".join([dockerfile_text, base_image, python]).encode()).hexdigest()[:16]
+def image_tag(dockerfile_text: str, base_image_id: str, python: str) -> str:
+    digest = hashlib.sha256("\0".join([dockerfile_text, base_image_id, python]).encode()).hexdigest()[:16]
     return f"{REPOSITORY}:{digest}"
 
 
@@ -72,17 +72,18 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
 
     base = base_image or runtime.build_image(arch)
     text = dockerfile_for(runtime).read_text()
-    tag = image_tag(text, base, runtime.python)
-    if _have(client, tag):
-        check_architecture(client.images.get(tag).attrs, base, arch)
-        return BuildImage(tag, base, built=False)
     if not _have(client, base):
         try:
             client.images.pull(base, platform=docker_platform(arch))
         except docker.errors.APIError as exc:
             raise BuildError(f"cannot pull the base image {base}: {exc.explanation or exc}",
                              hint="pass --base-image with an image this engine has (see dockerfiles/README.md)") from None
-    check_architecture(client.images.get(base).attrs, base, arch)
+    base_attrs = client.images.get(base).attrs
+    check_architecture(base_attrs, base, arch)
+    # The base's image ID, not its name: a re-pulled ``latest`` is a new base.
+    tag = image_tag(text, base_attrs["Id"], runtime.python)
+    if _have(client, tag):
+        return BuildImage(tag, base, built=False)
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
         data = text.encode()

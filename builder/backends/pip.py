@@ -63,6 +63,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_SUBPROCESS_FAILED = ("subprocess-exited-with-error", "metadata-generation-failed")
+
+
+def _subprocess_output(text: str, lines: int = 14) -> str | None:
+    """The build tool's own output that pip framed ("[N lines of output]" ... "[end of output]")."""
+    start = text.rfind("lines of output]")
+    end = text.find("[end of output]", start)
+    if start < 0 or end < 0:
+        return None
+    body = [l.strip() for l in text[start:end].splitlines()[1:] if l.strip()]
+    return "\n".join(body[-lines:])
+
+
 def _pip_tail(text: str, lines: int = 12) -> str:
     # The machine-wide "Location ... is ignored" warnings are noise here.
     kept = [l for l in text.splitlines() if l.strip() and "is ignored: it is neither" not in l]
@@ -235,6 +248,16 @@ class PipBackend:
             workdir,
         )
         files = sorted(sdists.glob("*")) if sdists.is_dir() else []
+        output = got.stdout + got.stderr
+        if not got.ok and any(marker in output for marker in _SUBPROCESS_FAILED):
+            # The source was found; preparing it (setup.py egg_info) failed.
+            raise ResolveError(
+                f"the source of {requirement} (no wheel for {target.describe()}) failed to build:\n"
+                + (_subprocess_output(output) or _pip_tail(output)),
+                hint=("it may need a system library's headers or tools: add them to a base image of your own "
+                      "(--base-image)" if self.build_native else
+                      "use --backend docker to build it inside a Lambda-like container"),
+            )
         if not got.ok or not files:
             raise ResolveError(
                 f"no wheel of {requirement} loads on {target.describe()}, and no source distribution either",
@@ -247,10 +270,13 @@ class PipBackend:
                                 env=_PIP_ENV)
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if not built.ok or not wheels:
+            output = built.stdout + built.stderr
             raise ResolveError(
-                f"{sdist.name} (no wheel for {target.describe()}) failed to build:\n{_pip_tail(built.stdout + built.stderr)}",
-                hint=("it may need a system library's headers: add them to a base image of your own (--base-image)"
-                      if self.build_native else "use --backend docker to build it inside a Lambda-like container"),
+                f"{sdist.name} (no wheel for {target.describe()}) failed to build:\n"
+                + (_subprocess_output(output) or _pip_tail(output)),
+                hint=("it may need a system library's headers or tools: add them to a base image of your own "
+                      "(--base-image)" if self.build_native else
+                      "use --backend docker to build it inside a Lambda-like container"),
             )
         wheel = wheels[0]
         _, _, _, tags = parse_wheel_filename(wheel.name)
@@ -342,8 +368,14 @@ def _check_against_lock(wheels: list[LockedWheel], lock: Lock) -> None:
 
 
 def _check_glibc_tags(wheels: list[LockedWheel], target: Target) -> None:
-    """pip was asked for the runtime's tags only; make sure that is what came back."""
+    """pip was asked for the runtime's tags only; make sure that is what came back.
+
+    Wheels compiled here from sources carry ``linux_<machine>``, which
+    promises nothing; the ELF check in verify reads what their code needs.
+    """
     for wheel in wheels:
+        if wheel.origin == "sdist":
+            continue
         needs = wheel_min_glibc(wheel.filename)
         if needs is not None and needs > target.runtime.glibc:
             raise ResolveError(f"{wheel.filename} needs glibc {needs[0]}.{needs[1]}, "

@@ -23,3 +23,15 @@ def docker_engine():
 
 def our_containers(client):
     return client.containers.list(all=True, filters={"label": LABEL})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_left_behind():
+    """After the whole run, the engine holds no container of ours (failed, interrupted or not)."""
+    yield
+    try:
+        client = docker_client()
+    except Exception:
+        return  # no engine: the docker_engine fixture has already failed the tests that needed one
+    left = our_containers(client)
+    assert not left, f"containers left behind: {[c.name for c in left]}"
