@@ -89,3 +89,30 @@ def test_auto_backend_says_why_it_falls_back_to_pip(tmp_path):
                if l.startswith("notice: using the pip backend for python3.11-x86_64: ")]
     assert len(notices) == 1 and "no Docker engine answers" in notices[0], result.stderr
     assert (tmp_path / "dist/demo/demo-python3.11-x86_64.zip").is_file()
+
+
+def test_docker_backend_without_an_engine_says_what_to_do(tmp_path):
+    (tmp_path / "demo.toml").write_text(VALID_RECIPE.format(name="demo"))
+    result = layers("build", str(tmp_path / "demo.toml"), "--backend", "docker", "--out", str(tmp_path / "dist"),
+                    cwd=tmp_path, env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert result.returncode == 6
+    assert "error: no Docker engine answers" in result.stderr
+    assert "hint: start Docker, or use --backend pip" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "dist").exists()
+
+
+def test_diff_of_two_builds_lists_differences_with_reasons(tmp_path):
+    import zipfile
+
+    for name, extra in (("a", {}), ("b", {"python/extra.py": b""})):
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as archive:
+            archive.writestr("python/six.py", b"x")
+            for path, data in extra.items():
+                archive.writestr(path, data)
+    same = layers("diff", str(tmp_path / "a.zip"), str(tmp_path / "a.zip"), cwd=tmp_path)
+    assert same.returncode == 0 and "same files" in same.stdout
+    differs = layers("diff", str(tmp_path / "a.zip"), str(tmp_path / "b.zip"), "--json", cwd=tmp_path)
+    assert differs.returncode == 1
+    assert '"only in second"' in differs.stdout and "python/extra.py" in differs.stdout
+    missing = layers("diff", str(tmp_path / "a.zip"), str(tmp_path / "nope.zip"), cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

@@ -75,3 +75,37 @@ def test_install_writes_nothing_build_specific(tmp_path):
     assert not (info / "direct_url.json").exists() and not (info / "REQUESTED").exists()
     assert "direct_url.json" not in (info / "RECORD").read_text()
     assert not list(tree.rglob("*.pyc"))  # installed without host bytecode
+
+
+def test_a_lock_is_installed_exactly_and_from_the_wheel_store(tmp_path):
+    backend, first = resolve(tmp_path, recipe("python3.11", "requests==2.32.5"))
+    assert (tmp_path / "cache" / "wheels" / first.lock.wheels[0].filename).is_file()
+    commands_before = len(backend.runner.history)
+    again = backend.resolve(recipe("python3.11", "requests==2.32.5"),
+                            Target(recipe("python3.11", "six").runtime_info, "x86_64"), tmp_path / "again",
+                            lock=first.lock)
+    assert again.lock == first.lock
+    assert again.downloaded == ()
+    assert len(backend.runner.history) == commands_before  # not even pip ran: every file came from the store
+
+
+def test_a_lock_whose_file_changed_is_refused(tmp_path):
+    import dataclasses
+
+    backend, first = resolve(tmp_path, recipe("python3.11", "six==1.17.0"))
+    (stored,) = (tmp_path / "cache" / "wheels").glob("six-*.whl")
+    stored.unlink()  # the store cannot serve it: the index must, and its file differs from the lock's
+    (wheel,) = first.lock.wheels
+    forged = dataclasses.replace(first.lock, wheels=(dataclasses.replace(wheel, sha256="0" * 64),))
+    with pytest.raises(ResolveError, match="the lock records 0000"):
+        backend.resolve(recipe("python3.11", "six==1.17.0"), Target(recipe("python3.11", "six").runtime_info, "x86_64"),
+                        tmp_path / "again", lock=forged)
+
+
+def test_a_lock_for_another_target_is_a_usage_error(tmp_path):
+    from builder.errors import UsageError
+
+    backend, first = resolve(tmp_path, recipe("python3.11", "six==1.17.0"))
+    with pytest.raises(UsageError, match="the lock is for python3.11 x86_64"):
+        backend.resolve(recipe("python3.12", "six==1.17.0"), Target(recipe("python3.12", "six").runtime_info, "x86_64"),
+                        tmp_path / "again", lock=first.lock)
