@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 RECIPE ?= tf18
 BACKEND ?= auto
 ARCH   ?=
+BASE_IMAGE ?=
 
 .PHONY: layer test unit bench recipes clean
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 layer: $(VENV)/.installed
-	$(BIN)/layers build $(RECIPE) --backend $(BACKEND) $(if $(ARCH),--arch $(ARCH))
+	$(BIN)/layers build $(RECIPE) --backend $(BACKEND) $(if $(ARCH),--arch $(ARCH)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
 recipes: $(VENV)/.installed
 	$(BIN)/layers recipes
@@ -30,6 +31,7 @@ unit: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.build_bench
+	$(BIN)/python -m bench.docker_bench
 
 clean:
 	rm -rf dist $(VENV) .pytest_cache

@@ -65,7 +65,7 @@ def main() -> int:
         ours = {}
         for mode in ("none", "alongside", "only"):
             variant = recipe.model_copy(update={"bytecode": mode})
-            result, seconds = _timed(build, variant, "x86_64", backend, runner,
+            result, seconds = _timed(build, variant, "x86_64", backend,
                                      BuildOptions(out_dir=work / f"ours-{mode}", time_imports=False))
             extracted = work / f"extracted-{mode}"
             with zipfile.ZipFile(result.zip.path) as archive:

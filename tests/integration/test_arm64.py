@@ -54,7 +54,8 @@ def arm64_image(docker_engine):
     image, _ = docker_engine.images.build(fileobj=context, custom_context=True, tag=ARM64_IMAGE,
                                           platform="linux/arm64", rm=True, forcerm=True)
     assert image.attrs["Architecture"] == "arm64"
-    return ARM64_IMAGE
+    yield ARM64_IMAGE
+    docker_engine.images.remove(ARM64_IMAGE, force=True)
 
 
 def _arm64_recipe():
