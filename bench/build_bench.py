@@ -12,7 +12,6 @@ Writes ``bench/results/build.json``:
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import sys
@@ -22,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 from bench.zip_compare import compare_with_zip_cli
+from bench.results import write_results
 from builder.backends.pip import PipBackend
 from builder.backends.select import cache_dir
 from builder.build import BuildOptions, build
@@ -31,7 +31,6 @@ from builder.runner import Runner
 from builder.verify import time_imports
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 RECIPE = "np311"
 IMPORT_RUNS = 7
 
@@ -105,12 +104,7 @@ def main() -> int:
             "ours_bytes": runs[0]["ours_bytes"],
             "zip_cli_bytes": runs[0]["zip_cli_bytes"],
         }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "build.json"
-    partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    partial.replace(out)
-    print(json.dumps(results, indent=2))
+    write_results("build", results)
     return 0
 
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.results import write_results
 from builder.backends.base import Lock
 from builder.backends.docker import DockerBackend
 from builder.build import BuildOptions, build
@@ -35,7 +36,6 @@ from builder.recipe import load_recipe
 from builder.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 RECIPE = "np311"
 BASE = "layers-bench-base:bookworm"
 VOLUME = "lambda-layer-builder-bench-pip-cache"
@@ -120,12 +120,7 @@ def main() -> int:
         _remove_image(client, f"lambda-layer-builder/build:{_build_tag(client, recipe)}")
         _remove_image(client, BASE)
         _remove_volume(client)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "docker.json"
-    partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    partial.replace(out)
-    print(json.dumps(results, indent=2))
+    write_results("docker", results)
     return 0
 
 

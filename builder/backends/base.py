@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from ..interpreters import Interpreter
-from ..recipe import Recipe
 from ..runner import Runner
 from ..runtimes import MACHINE, Runtime
 

@@ -251,13 +251,7 @@ class PipBackend:
         output = got.stdout + got.stderr
         if not got.ok and any(marker in output for marker in _SUBPROCESS_FAILED):
             # The source was found; preparing it (setup.py egg_info) failed.
-            raise ResolveError(
-                f"the source of {requirement} (no wheel for {target.describe()}) failed to build:\n"
-                + (_subprocess_output(output) or _pip_tail(output)),
-                hint=("it may need a system library's headers or tools: add them to a base image of your own "
-                      "(--base-image)" if self.build_native else
-                      "use --backend docker to build it inside a Lambda-like container"),
-            )
+            raise self._source_build_failed(f"the source of {requirement}", target, output)
         if not got.ok or not files:
             raise ResolveError(
                 f"no wheel of {requirement} loads on {target.describe()}, and no source distribution either",
@@ -270,14 +264,7 @@ class PipBackend:
                                 env=_PIP_ENV)
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if not built.ok or not wheels:
-            output = built.stdout + built.stderr
-            raise ResolveError(
-                f"{sdist.name} (no wheel for {target.describe()}) failed to build:\n"
-                + (_subprocess_output(output) or _pip_tail(output)),
-                hint=("it may need a system library's headers or tools: add them to a base image of your own "
-                      "(--base-image)" if self.build_native else
-                      "use --backend docker to build it inside a Lambda-like container"),
-            )
+            raise self._source_build_failed(sdist.name, target, built.stdout + built.stderr)
         wheel = wheels[0]
         _, _, _, tags = parse_wheel_filename(wheel.name)
         if not self.build_native and not all(tag.platform == "any" and tag.abi == "none" for tag in tags):
@@ -290,6 +277,16 @@ class PipBackend:
         source_sha = _sha256(sdist)
         (self.built_wheels / f"{wheel.name}.sdist-sha256").write_text(source_sha + "\n")
         return {wheel.name: source_sha}
+
+    def _source_build_failed(self, what: str, target: Target, output: str) -> ResolveError:
+        """The error for a source build that failed: the build tool's own last lines, and what to try."""
+        return ResolveError(
+            f"{what} (no wheel for {target.describe()}) failed to build:\n"
+            + (_subprocess_output(output) or _pip_tail(output)),
+            hint=("it may need a system library's headers or tools: add them to a base image of your own "
+                  "(--base-image)" if self.build_native else
+                  "use --backend docker to build it inside a Lambda-like container"),
+        )
 
     def _lock_entries(self, wheelhouse: Path, sdist_hashes: dict[str, str]) -> list[LockedWheel]:
         entries = []
