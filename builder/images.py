@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +68,14 @@ def check_architecture(image_attrs: dict, name: str, arch: str) -> None:
                          hint=f"pass --base-image with a {DOCKER_ARCH[arch]} image, or use --backend pip")
 
 
-def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | None = None) -> BuildImage:
+def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | None = None,
+                       on_step: Callable[[str], None] = lambda title: None) -> BuildImage:
     import docker.errors
 
     base = base_image or runtime.build_image(arch)
     text = dockerfile_for(runtime).read_text()
     if not _have(client, base):
+        on_step(f"pull the base image {base} (first use; SAM build images are about 1 GB)")
         try:
             client.images.pull(base, platform=docker_platform(arch))
         except docker.errors.APIError as exc:
@@ -84,6 +87,7 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
     tag = image_tag(text, base_attrs["Id"], runtime.python)
     if _have(client, tag):
         return BuildImage(tag, base, built=False)
+    on_step(f"build the image {tag} from {base} ({dockerfile_for(runtime).name})")
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
         data = text.encode()

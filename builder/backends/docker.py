@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,17 +77,19 @@ class DockerBackend:
         self.environ = dict(os.environ if environ is None else environ)
         self.trust_host_cas = trust_host_cas
         self.image: BuildImage | None = None
+        self._prepared_for: Target | None = None
 
-    def prepare(self, target: Target) -> BuildImage:
+    def prepare(self, target: Target, on_step: Callable[[str], None] = lambda title: None) -> BuildImage:
         """Build or reuse the build image for ``target`` (pulling its base if needed)."""
         self.client = self.client or docker_client()
         base = resolve_base_image(self.base_image, target.arch)
-        self.image = ensure_build_image(self.client, target.runtime, target.arch, base)
+        self.image = ensure_build_image(self.client, target.runtime, target.arch, base, on_step)
+        self._prepared_for = target
         return self.image
 
     @contextmanager
     def session(self, target: Target, scratch: Path) -> Iterator[Session]:
-        image = self.prepare(target)
+        image = self.image if self._prepared_for == target else self.prepare(target)
         scratch = scratch.resolve()
         home, tmp = scratch / "home", scratch / "tmp"
         # Wheels compiled here link against this image's libraries: cached per image.

@@ -30,10 +30,10 @@ def cache_dir() -> Path:
     return base / "lambda-layer-builder"
 
 
-def _ready_docker(target: Target, runner: Runner, base_image: str | None) -> DockerBackend:
+def _ready_docker(target: Target, runner: Runner, reporter: Reporter, base_image: str | None) -> DockerBackend:
     """A Docker backend whose build image exists and runs here, or the typed error saying why not."""
     backend = DockerBackend(runner, cache_dir(), base_image=base_image)
-    image = backend.prepare(target)
+    image = backend.prepare(target, reporter.step)
     if backend.client.version().get("Arch") != DOCKER_ARCH[target.arch]:
         # Another machine's image: prove this engine can run it (binfmt/QEMU).
         with Container(image.tag, client=backend.client, platform=docker_platform(target.arch)):
@@ -48,9 +48,9 @@ def choose_backend(name: str, target: Target, runner: Runner, reporter: Reporter
     if name == "pip":
         return PipBackend(runner, cache_dir())
     if name == "docker":
-        return _ready_docker(target, runner, base_image)
+        return _ready_docker(target, runner, reporter, base_image)
     try:
-        return _ready_docker(target, runner, base_image)
+        return _ready_docker(target, runner, reporter, base_image)
     except (ToolMissing, BuildError) as unavailable:
         reporter.notice(f"using the pip backend for {target.label}: {unavailable.message}")
     return PipBackend(runner, cache_dir())

@@ -1,0 +1,107 @@
+"""The pip cache volume: a second build downloads nothing from an index that allows caching.
+
+This machine's proxy strips PyPI's Cache-Control headers, which defeats
+pip's HTTP cache; so the test serves its own PEP 503 index on the Docker
+bridge, with the headers PyPI sends (files: immutable, a year). Each build
+gets a fresh wheel store, so only the volume can save the download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from builder.backends.base import Target
+from builder.backends.docker import DockerBackend
+from builder.build import BuildOptions, build
+from builder.recipe import parse_recipe
+from builder.runner import Runner
+from builder.runtimes import get_runtime
+from tests.integration.conftest import BASE_IMAGE
+
+pytestmark = pytest.mark.integration
+VOLUME = "lambda-layer-builder-test-pip-cache"
+
+
+def _bridge_address(client) -> str:
+    network = client.networks.get("bridge")
+    return network.attrs["IPAM"]["Config"][0]["Gateway"]
+
+
+@pytest.fixture(scope="module")
+def caching_index(docker_engine, tmp_path_factory):
+    files = tmp_path_factory.mktemp("index-files")
+    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                              "--dest", str(files), "six==1.17.0"], capture_output=True, text=True)
+    assert fetched.returncode == 0, fetched.stderr
+    (wheel,) = files.glob("six-*.whl")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    requests: list[str] = []
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            if self.path.rstrip("/") == "/simple/six":
+                body = f'<a href="/files/{wheel.name}#sha256={digest}">{wheel.name}</a>'.encode()
+                self._send(body, "text/html", "max-age=600, public")
+            elif self.path == f"/files/{wheel.name}":
+                self._send(wheel.read_bytes(), "application/octet-stream", "max-age=365000000, immutable, public")
+            else:
+                self.send_error(404)
+
+        def _send(self, body: bytes, kind: str, cache: str):
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", cache)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    address = _bridge_address(docker_engine)
+    server = http.server.ThreadingHTTPServer((address, 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{address}:{server.server_address[1]}/simple", requests
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fresh_volume(docker_engine):
+    import docker.errors
+
+    def remove():
+        try:
+            docker_engine.volumes.get(VOLUME).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    remove()
+    yield VOLUME
+    remove()
+
+
+def test_second_build_downloads_nothing_thanks_to_the_volume(docker_engine, caching_index, fresh_volume, tmp_path):
+    index_url, requests = caching_index
+    recipe = parse_recipe({"name": "six", "runtime": "python3.11", "requirements": ["six==1.17.0"],
+                           "smoke": {"imports": ["six"], "code": ""}})
+    environ = {"PIP_INDEX_URL": index_url, "PIP_TRUSTED_HOST": index_url.split("//")[1].split(":")[0]}
+    reports = []
+    for run in ("first", "second"):
+        backend = DockerBackend(Runner(), tmp_path / f"cache-{run}", base_image=BASE_IMAGE, client=docker_engine,
+                                pip_cache_volume=fresh_volume, environ=environ)
+        result = build(recipe, "x86_64", backend, BuildOptions(out_dir=tmp_path / run, time_imports=False))
+        reports.append(result.report)
+    assert reports[0]["downloaded"] == ["six-1.17.0-py2.py3-none-any.whl"]
+    assert reports[1]["downloaded"] == []
+    assert sum(path.startswith("/files/") for path in requests) == 1  # the wheel left the index once
+    assert reports[0]["zip"]["sha256"] == reports[1]["zip"]["sha256"]
