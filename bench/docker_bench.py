@@ -7,6 +7,9 @@ Writes ``bench/results/docker.json``. The states, each measured here:
   (debootstrap + docker import, under a bench-only tag), standing in for the
   ``docker pull`` of a SAM build image (about 1 GB) that a user's first build
   does. Then no build image, an empty pip cache volume, an empty wheel store.
+- cold, base loaded: the base image is loaded from a local ``docker save``
+  tar (a pull with an infinitely fast network: extraction only), then as
+  cold. A lower bound for a real first build.
 - cold, base present: the base image is there; no build image, empty caches.
 - warm: build image, pip cache volume and wheel store present (a plain
   ``layers build`` again: pip still asks the index what to install).
@@ -102,18 +105,37 @@ def main() -> int:
         lock = Lock.from_json(json.loads(Path(warm["_lock"]).read_text()))
         warm_locked = _build(recipe, work / "cache-cold", work / "warm-locked", lock=lock)
 
+        # Cold with the base image loaded from a tar: a pull minus the network.
+        build_image = f"lambda-layer-builder/build:{_build_tag(client, recipe)}"
+        saved = work / "base.tar"
+        with saved.open("wb") as tar:
+            for chunk in client.images.get(BASE).save(named=True):
+                tar.write(chunk)
+        _remove_image(client, build_image)
+        _remove_image(client, BASE)
+        _remove_volume(client)
+        start = time.perf_counter()
+        with saved.open("rb") as tar:
+            client.images.load(tar)
+        load_seconds = time.perf_counter() - start
+        cold_base_loaded = _build(recipe, work / "cache-loaded", work / "cold-base-loaded")
+        cold_base_loaded["base_image_seconds"] = round(load_seconds, 2)
+        cold_base_loaded["total_seconds"] = round(load_seconds + cold_base_loaded["build_seconds"], 2)
+
         # Cold with the base image present: drop the build image and every cache.
-        _remove_image(client, f"lambda-layer-builder/build:{_build_tag(client, recipe)}")
+        _remove_image(client, build_image)
         _remove_volume(client)
         cold_base_present = _build(recipe, work / "cache-second", work / "cold-base-present")
         cold_base_present["total_seconds"] = cold_base_present["build_seconds"]
 
-        runs = {"cold": cold, "cold_base_present": cold_base_present, "warm": warm, "warm_locked": warm_locked}
+        runs = {"cold": cold, "cold_base_loaded": cold_base_loaded, "cold_base_present": cold_base_present,
+                "warm": warm, "warm_locked": warm_locked}
         for run in runs.values():
             run.pop("_lock")
         results.update(runs)
         results["same_zip_every_time"] = len({run["sha256"] for run in runs.values()}) == 1
         results["warm_speedup"] = round(cold["total_seconds"] / warm["build_seconds"], 2)
+        results["warm_speedup_base_loaded"] = round(cold_base_loaded["total_seconds"] / warm["build_seconds"], 2)
         results["warm_speedup_base_present"] = round(cold_base_present["total_seconds"] / warm["build_seconds"], 2)
         results["warm_locked_speedup"] = round(cold["total_seconds"] / warm_locked["build_seconds"], 2)
 
