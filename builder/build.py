@@ -238,6 +238,8 @@ def _report(recipe, target, backend, resolution, installed: Inventory, final: In
     return {
         "recipe": recipe.name,
         "layer_name": recipe.layer_name,
+        "description": recipe.description,
+        "license": recipe.license,
         "runtime": target.runtime.name,
         "architecture": target.arch,
         "os": target.runtime.os_title,

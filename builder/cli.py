@@ -222,20 +222,10 @@ def list_recipes(recipes_dir: RecipesDir = None) -> None:
 def report(zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A built layer zip.")],
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the report of a built zip (and check the zip is the one it describes)."""
-    from .archive import sha256_of
+    from .artifact import load_artifact
 
     try:
-        report_path = zip_path.with_name(zip_path.name.removesuffix(".zip") + ".report.json")
-        if not zip_path.is_file():
-            raise UsageError(f"no such zip: {zip_path}")
-        if not report_path.is_file():
-            raise UsageError(f"no report beside {zip_path} (expected {report_path.name})",
-                             hint="reports are written by 'layers build'")
-        data = json.loads(report_path.read_text())
-        sha_hex, _ = sha256_of(zip_path)
-        if sha_hex != data["zip"]["sha256"]:
-            raise UsageError(f"{zip_path.name} is not the zip its report describes (sha256 differs)",
-                             hint="rebuild it with 'layers build'")
+        data = load_artifact(zip_path).report
     except LayerError as error:
         _fail(error)
     if as_json:
@@ -264,6 +254,213 @@ def init(
     except LayerError as error:
         _fail(error)
     out.print(f"[green]wrote[/] {path}; check its smoke test, then: layers build {name}")
+
+
+# -- publishing ----------------------------------------------------------------
+Regions = Annotated[Optional[str], typer.Option("--regions", help="Comma-separated regions, e.g. us-east-1,eu-west-1.")]
+ManifestDir = Annotated[Path, typer.Option("--manifests", help="Where published/RECIPE.json manifests live.")]
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _artifacts(target: str, arch: str | None, out_dir: Path, recipes_dir: Path | None, reporter, verbose: bool):
+    """The built layers to publish: a zip, or a recipe's zips (built first where missing)."""
+    from .artifact import built_zip, load_artifact
+
+    if target.endswith(".zip"):
+        return [load_artifact(Path(target))]
+    from .backends.base import Target
+    from .backends.select import choose_backend
+    from .build import BuildOptions, build as run_build
+    from .recipe import load_recipe
+
+    recipe = load_recipe(target, recipes_dir)
+    arches = [arch] if arch else list(recipe.architectures)
+    found = []
+    for one in arches:
+        path = built_zip(out_dir, recipe.name, recipe.runtime, one)
+        if not path.is_file():
+            reporter.notice(f"{path} is not built yet: building it first")
+            runner = _runner(verbose)
+            backend = choose_backend("auto", Target(recipe.runtime_info, one), runner, reporter,
+                                     recipe.base_image or None)
+            run_build(recipe, one, backend, BuildOptions(out_dir=out_dir), reporter)
+        found.append(load_artifact(path))
+    return found
+
+
+@app.command()
+def publish(
+    target: Annotated[str, typer.Argument(metavar="RECIPE|ZIP", help="A recipe name (its built zips) or a zip.")],
+    regions: Regions = None,
+    all_regions: Annotated[bool, typer.Option("--all-regions", help="Every region the account has enabled.")] = False,
+    public: Annotated[bool, typer.Option("--public", help="Let every AWS account use the layer.")] = False,
+    principal: Annotated[Optional[list[str]], typer.Option(
+        "--principal", help="An AWS account ID allowed to use the layer (repeatable).")] = None,
+    org_id: Annotated[Optional[str], typer.Option("--org-id", help="Let an AWS Organization use the layer.")] = None,
+    runtimes: Annotated[Optional[str], typer.Option(help="Compatible runtimes (default: the build's).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Publish one architecture of the recipe.")] = None,
+    direct: Annotated[bool, typer.Option("--direct", help="Upload the zip in the API call (under 50 MB), not via S3.")] = False,
+    bucket_template: Annotated[str, typer.Option(help="Staging bucket name; {account} and {region} are filled in.")]
+        = "lambda-layer-builder-{account}-{region}",
+    force: Annotated[bool, typer.Option("--force", help="Publish a layer whose smoke test did not run.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where built zips are (dist/).")] = Path("dist"),
+    manifests: ManifestDir = Path("published"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan or the outcome as JSON.")] = False,
+    recipes_dir: RecipesDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Publish a built layer as a new version in every asked region that lacks this zip."""
+    from .aws import AwsClient, RateLimiter
+    from .manifest import Manifest, manifest_path
+    from .publish import (Executor, Grant, PublishRequest, check_regions, check_request, lambda_api, make_plan,
+                          read_latest)
+
+    reporter = RichReporter(err, quiet=as_json)
+    failed = False
+    try:
+        if bool(regions) == all_regions:
+            raise UsageError("say where: --regions R1,R2,... or --all-regions")
+        grants = ([Grant.public()] if public else []) + [Grant.account(a) for a in principal or []] \
+            + ([Grant.organization(org_id)] if org_id else [])
+        request = PublishRequest(regions=_split(regions), grants=tuple(grants), runtimes=_split(runtimes),
+                                 direct_upload=direct, force=force, bucket_template=bucket_template)
+        artifacts = _artifacts(target, arch, out_dir, recipes_dir, reporter, verbose)
+        for artifact in artifacts:
+            check_request(artifact, request)  # before any AWS call
+        aws = AwsClient(limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]))
+        account = aws.account_id()
+        asked = request.regions or tuple(aws.enabled_regions())
+        check_regions(asked)
+        results = []
+        for artifact in artifacts:
+            reporter.step(f"read {artifact.published_name} in {len(asked)} region(s)")
+            plan = make_plan(artifact, request, asked, account, read_latest(aws, artifact.published_name, asked))
+            if dry_run:
+                results.append({"plan": plan.to_json()})
+                if not as_json:
+                    _show_plan(plan)
+                continue
+            manifest = Manifest.load(manifest_path(manifests, artifact.recipe), artifact.recipe)
+            uploads = len([r for r in plan.to_publish if plan.upload == "s3"])
+            with reporter.progress("upload", artifact.zipped_bytes * max(uploads, 1)) as advance:
+                outcomes = Executor(aws, manifest, progress=advance).run(plan)
+            failed = failed or any(o.failed for o in outcomes)
+            results.append({"plan": plan.to_json(), "outcomes": [_outcome_json(o) for o in outcomes],
+                            "manifest": str(manifest.path), "retries": len(aws.retries)})
+            if not as_json:
+                _show_outcomes(plan, outcomes, manifest.path)
+    except LayerError as error:
+        _fail(error)
+    if as_json:
+        out.print_json(json.dumps(results if len(results) > 1 else results[0]))
+    if failed:
+        err.print("[bold red]error:[/] some regions failed; run the same command again to finish them")
+        raise typer.Exit(7)
+
+
+def _outcome_json(outcome) -> dict:
+    version = outcome.version
+    return {"region": outcome.region, "status": outcome.status, "message": outcome.message,
+            "version": version.version if version else None, "arn": version.arn if version else None,
+            "uploaded": outcome.uploaded, "granted": list(outcome.granted), "seconds": outcome.seconds}
+
+
+def _show_plan(plan) -> None:
+    table = Table(title=f"plan: {plan.layer_name} ({plan.artifact.arch}, {', '.join(plan.runtimes)}), "
+                        f"upload via {plan.upload}", title_justify="left")
+    for column in ("region", "action", "why", "staging bucket"):
+        table.add_column(column)
+    for region in plan.regions:
+        table.add_row(region.region, region.action, region.reason, region.bucket or "-")
+    out.print(table)
+    if plan.grants:
+        out.print("grants: " + ", ".join(g.describe() for g in plan.grants))
+    out.print(f"[dim]description: {plan.description}[/]")
+
+
+def _show_outcomes(plan, outcomes, manifest_file: Path) -> None:
+    table = Table(title=f"published {plan.layer_name}", title_justify="left")
+    for column in ("region", "outcome", "version", "ARN or error"):
+        table.add_column(column, overflow="fold")
+    colours = {"published": "green", "adopted": "green", "unchanged": "dim", "failed": "red"}
+    for outcome in outcomes:
+        table.add_row(outcome.region, f"[{colours[outcome.status]}]{outcome.status}[/]",
+                      str(outcome.version.version) if outcome.version else "-",
+                      outcome.version.arn if outcome.version else outcome.message)
+    out.print(table)
+    out.print(f"manifest: {manifest_file}")
+
+
+@app.command()
+def arns(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (reads published/RECIPE.json).")],
+    region: Annotated[Optional[str], typer.Option(help="Only this region.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv | terraform")] = "table",
+    manifests: ManifestDir = Path("published"),
+) -> None:
+    """Print the published layer ARNs of a recipe."""
+    from .manifest import Manifest, manifest_path, render
+
+    try:
+        path = manifest_path(manifests, recipe)
+        if not path.is_file():
+            raise UsageError(f"nothing published for {recipe} ({path} does not exist)",
+                             hint=f"layers publish {recipe} --regions ...")
+        rows = Manifest.load(path, recipe).rows(region)
+        if fmt == "table":
+            table = Table(title=f"{recipe}: published layers", title_justify="left")
+            for column in ("layer", "arch", "region", "version", "ARN"):
+                table.add_column(column, overflow="fold")
+            for e in rows:
+                table.add_row(e.layer_name, e.architecture, e.region, str(e.version), e.arn)
+            out.print(table)
+        else:
+            print(render(rows, fmt, recipe))
+    except LayerError as error:
+        _fail(error)
+
+
+@app.command()
+def prune(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (its layers in published/RECIPE.json).")],
+    keep: Annotated[int, typer.Option(help="Versions to keep per region, newest first.")] = 3,
+    regions: Regions = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be deleted; delete nothing.")] = False,
+    manifests: ManifestDir = Path("published"),
+) -> None:
+    """Delete old layer versions in every region, never the one the manifest names as current."""
+    from .aws import AwsClient, RateLimiter
+    from .manifest import Manifest, manifest_path
+    from .publish import check_regions, lambda_api, plan_prune
+
+    try:
+        manifest = Manifest.load(manifest_path(manifests, recipe), recipe)
+        if not manifest.entries:
+            raise UsageError(f"nothing published for {recipe}", hint="prune works on layers the manifest names")
+        asked = _split(regions)
+        check_regions(asked)
+        aws = AwsClient(limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]))
+        table = Table(title=f"prune {recipe}: keep {keep}" + (" (dry run)" if dry_run else ""), title_justify="left")
+        for column in ("layer", "region", "current", "deleted" if not dry_run else "would delete"):
+            table.add_column(column)
+        for layer_name in sorted({e.layer_name for e in manifest.entries.values()}):
+            in_manifest = {e.region: e.version for e in manifest.entries.values() if e.layer_name == layer_name}
+            where = [r for r in (asked or sorted(in_manifest))]
+            listed = {r: aws.layer_versions(r, layer_name) for r in where}
+            doomed = plan_prune(listed, keep, in_manifest)
+            for region in where:
+                if not dry_run:
+                    for version in doomed[region]:
+                        aws.delete_version(region, layer_name, version)
+                table.add_row(layer_name, region, str(in_manifest.get(region, "-")),
+                              ", ".join(map(str, doomed[region])) or "-")
+        out.print(table)
+    except LayerError as error:
+        _fail(error)
 
 
 @app.callback(invoke_without_command=True)

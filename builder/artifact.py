@@ -1,0 +1,80 @@
+"""A built layer: its zip and what the build's report says about it.
+
+``layers report`` and ``layers publish`` read a build through here: the
+report beside the zip is parsed once into an ``Artifact``, and the zip's
+sha256 must be the one the report records, so nothing is published that was
+not the build's output.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .archive import sha256_of
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Artifact:
+    zip_path: Path
+    report: dict
+    recipe: str
+    layer_name: str          # the recipe's; arm64 layers are published as NAME-arm64
+    runtime: str
+    arch: str
+    sha256_hex: str
+    code_sha256: str         # base64 of the sha256: what Lambda calls CodeSha256
+    zipped_bytes: int
+    unzipped_bytes: int
+    unzipped_budget: int     # Lambda's 250 MB minus the recipe's reserve
+    verified: bool
+    verification: str
+    lock_digest: str
+    builder_version: str
+    license: str
+    elf_files: int
+
+    @property
+    def published_name(self) -> str:
+        """One layer per architecture; the x86_64 one keeps the plain name."""
+        return self.layer_name if self.arch == "x86_64" else f"{self.layer_name}-{self.arch}"
+
+
+def report_path_for(zip_path: Path) -> Path:
+    return zip_path.with_name(zip_path.name.removesuffix(".zip") + ".report.json")
+
+
+def load_artifact(zip_path: Path) -> Artifact:
+    """The build at ``zip_path``, checked against its report."""
+    report_path = report_path_for(zip_path)
+    if not zip_path.is_file():
+        raise UsageError(f"no such zip: {zip_path}")
+    if not report_path.is_file():
+        raise UsageError(f"no report beside {zip_path} (expected {report_path.name})",
+                         hint="reports are written by 'layers build'")
+    try:
+        report = json.loads(report_path.read_text())
+        zipped = report["zip"]
+        artifact = Artifact(
+            zip_path=zip_path, report=report, recipe=report["recipe"], layer_name=report["layer_name"],
+            runtime=report["runtime"], arch=report["architecture"], sha256_hex=zipped["sha256"],
+            code_sha256=zipped["code_sha256"], zipped_bytes=zipped["zipped_bytes"],
+            unzipped_bytes=zipped["unzipped_bytes"], unzipped_budget=report["budget"]["unzipped_budget"],
+            verified=bool(report["verification"]["verified"]), verification=report["verification"]["how"],
+            lock_digest=report["lock_digest"], builder_version=report["builder_version"],
+            license=report.get("license", ""), elf_files=int(report["verification"].get("elf_files", 0)),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{report_path} is not a build report ({type(exc).__name__}: {exc})",
+                         hint="rebuild with 'layers build'") from None
+    sha_hex, _ = sha256_of(zip_path)
+    if sha_hex != artifact.sha256_hex:
+        raise UsageError(f"{zip_path.name} is not the zip its report describes (sha256 differs)",
+                         hint="rebuild it with 'layers build'")
+    return artifact
+
+
+def built_zip(out_dir: Path, recipe: str, runtime: str, arch: str) -> Path:
+    return out_dir / recipe / f"{recipe}-{runtime}-{arch}.zip"

@@ -1,0 +1,400 @@
+"""The one AWS seam: a typed client over boto3 for what publishing needs.
+
+Every call goes through ``AwsClient.call``, which:
+
+- waits on one ``RateLimiter`` shared by all threads before each Lambda
+  control-plane call (Lambda throttles them per account);
+- retries throttling (429 ``TooManyRequestsException``, honouring its
+  ``retryAfterSeconds``), 5xx answers and dropped connections, with
+  exponential backoff and jitter; botocore's own retries are off, so there is
+  one policy, and ``sleep`` is injected so tests need not wait;
+- turns what is left into ``AwsError`` (a ``LayerError``: the CLI prints one
+  line), keeping the AWS error code for callers that expect some.
+
+Credentials, profile and region come from the usual places (boto3's session),
+and ``AWS_ENDPOINT_URL`` is honoured by botocore itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LayerError
+
+# Codes worth another try: throttling and the service's own failures.
+RETRYABLE_CODES = frozenset({
+    "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
+    "SlowDown", "ServiceException", "InternalError", "InternalFailure", "InternalServerError",
+    "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
+    "EC2ThrottledException",
+})
+NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+# The default region for account-level questions (STS, EC2 DescribeRegions).
+HOME_REGION = "us-east-1"
+
+
+class AwsError(LayerError):
+    """An AWS call failed (after retries, where retrying made sense)."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, code: str = "", status: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    arn: str
+    version: int
+    description: str = ""
+    code_sha256: str = ""   # only GetLayerVersion and PublishLayerVersion return it
+    code_size: int = 0
+    created: str = ""
+
+
+class RateLimiter:
+    """At most ``rate`` calls per second on average across all threads, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1.0 / rate
+        self.burst = burst or max(1, int(rate))
+        self.clock = clock
+        self.sleep = sleep
+        self._next = 0.0  # when the next call may go without waiting, at the steady rate
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self.clock()
+            # A full bucket lets ``burst`` calls through back to back.
+            earliest = max(self._next, now - (self.burst - 1) * self.interval)
+            self._next = earliest + self.interval
+            wait = earliest - now
+            if wait > 0:
+                self.waited += wait
+        if wait > 0:
+            self.sleep(wait)
+
+
+@dataclass
+class RetryRecord:
+    operation: str
+    region: str
+    attempt: int
+    reason: str
+    delay: float
+
+
+@dataclass
+class AwsClient:
+    """boto3 clients per (service, region), behind one retry policy and one rate limiter."""
+
+    session: object = None
+    sleep: Callable[[float], None] = time.sleep
+    limiter: RateLimiter | None = None
+    max_attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    rng: random.Random = field(default_factory=random.Random)
+    retries: list[RetryRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.session is None:
+            import boto3
+
+            self.session = boto3.session.Session()
+        self._clients: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------
+    def client(self, service: str, region: str):
+        with self._lock:  # sessions are not thread-safe; clients are
+            key = (service, region)
+            if key not in self._clients:
+                from botocore.config import Config
+
+                config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=300,
+                                max_pool_connections=20,
+                                s3={"addressing_style": "path"} if _custom_endpoint() else None)
+                self._clients[key] = self.session.client(service, region_name=region, config=config)
+            return self._clients[key]
+
+    def call(self, service: str, region: str, operation: str, *,
+             before_retry: Callable[[], object] | None = None, **params):
+        """Call ``operation`` with retries. ``before_retry`` may return a result that makes retrying moot."""
+        method = getattr(self.client(service, region), _snake(operation))
+        return self._retrying(region, operation, lambda: method(**params), before_retry=before_retry,
+                              rate_limited=(service == "lambda"))
+
+    def _retrying(self, region: str, operation: str, invoke: Callable[[], object], *,
+                  before_retry: Callable[[], object] | None = None, rate_limited: bool = False):
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+        from botocore.exceptions import ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
+
+        last = ""
+        for attempt in range(1, self.max_attempts + 1):
+            if rate_limited and self.limiter is not None:
+                self.limiter.acquire()
+            try:
+                return invoke()
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                code = str(error.get("Code", ""))
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+                message = error.get("Message") or str(exc)
+                if code not in RETRYABLE_CODES and status < 500 and status != 429:
+                    raise AwsError(f"{operation} in {region}: {code}: {message}", code=code, status=status) from None
+                last = f"{code or status}: {message}"
+                delay = _retry_after(exc.response) or self._backoff(attempt)
+            except (ConnectionClosedError, ReadTimeoutError, ResponseStreamingError, BotoConnectionError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                delay = self._backoff(attempt)
+            except BotoCoreError as exc:
+                raise AwsError(f"{operation} in {region}: {exc}",
+                               hint="check AWS credentials and region (AWS_PROFILE, AWS_ENDPOINT_URL)") from None
+            if attempt == self.max_attempts:
+                break
+            self.retries.append(RetryRecord(operation, region, attempt, last, delay))
+            self.sleep(delay)
+            if before_retry is not None:
+                done = before_retry()
+                if done is not None:
+                    return done
+        raise AwsError(f"{operation} in {region} failed after {self.max_attempts} attempts: {last}")
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: spreads the regions' retries instead of synchronising them.
+        return self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+    # -- account ----------------------------------------------------------
+    def account_id(self) -> str:
+        return self.call("sts", _home_region(self.session), "GetCallerIdentity")["Account"]
+
+    def enabled_regions(self) -> list[str]:
+        answer = self.call("ec2", _home_region(self.session), "DescribeRegions", AllRegions=False)
+        return sorted(r["RegionName"] for r in answer["Regions"])
+
+    # -- layers -----------------------------------------------------------
+    def layer_versions(self, region: str, name: str) -> list[PublishedVersion]:
+        """Every version of the layer in ``region``, newest first (none: the layer does not exist)."""
+        versions, marker = [], None
+        while True:
+            params = {"LayerName": name, **({"Marker": marker} if marker else {})}
+            try:
+                page = self.call("lambda", region, "ListLayerVersions", **params)
+            except AwsError as error:
+                if error.code in NOT_FOUND_CODES:
+                    return []
+                raise
+            versions += [_published(item) for item in page.get("LayerVersions", [])]
+            marker = page.get("NextMarker")
+            if not marker:
+                return sorted(versions, key=lambda v: -v.version)
+
+    def layer_version(self, region: str, name: str, version: int) -> PublishedVersion | None:
+        try:
+            return _published(self.call("lambda", region, "GetLayerVersion", LayerName=name, VersionNumber=version))
+        except AwsError as error:
+            if error.code in NOT_FOUND_CODES:
+                return None
+            raise
+
+    def latest_version(self, region: str, name: str) -> PublishedVersion | None:
+        """The newest version, with its CodeSha256 (ListLayerVersions does not carry it)."""
+        versions = self.layer_versions(region, name)
+        return self.layer_version(region, name, versions[0].version) if versions else None
+
+    def publish(self, region: str, name: str, content: dict, *, description: str, runtimes: list[str],
+                architectures: list[str], license: str, code_sha256: str) -> tuple[PublishedVersion, bool]:
+        """Publish a version; (version, adopted). ``adopted``: an earlier attempt's answer was lost, it had succeeded.
+
+        PublishLayerVersion is not idempotent: before a retry, the newest
+        version is checked, and one with this zip's CodeSha256 created since
+        this call began is taken instead of publishing a duplicate.
+        """
+        before = self.layer_versions(region, name)
+        known = {v.version for v in before}
+
+        def already_published():
+            for version in self.layer_versions(region, name):
+                if version.version in known:
+                    continue
+                full = self.layer_version(region, name, version.version)
+                if full is not None and full.code_sha256 == code_sha256:
+                    return full
+            return None
+
+        params = {"LayerName": name, "Content": content, "Description": description,
+                  "CompatibleRuntimes": runtimes, "CompatibleArchitectures": architectures}
+        if license:
+            params["LicenseInfo"] = license
+        answer = self.call("lambda", region, "PublishLayerVersion", before_retry=already_published, **params)
+        if isinstance(answer, PublishedVersion):
+            return answer, True
+        return _published(answer), False
+
+    def delete_version(self, region: str, name: str, version: int) -> None:
+        self.call("lambda", region, "DeleteLayerVersion", LayerName=name, VersionNumber=version)
+
+    def statement_ids(self, region: str, name: str, version: int) -> set[str]:
+        import json
+
+        try:
+            answer = self.call("lambda", region, "GetLayerVersionPolicy", LayerName=name, VersionNumber=version)
+        except AwsError as error:
+            if error.code in NOT_FOUND_CODES:
+                return set()
+            raise
+        policy = json.loads(answer.get("Policy") or "{}")
+        return {statement.get("Sid", "") for statement in policy.get("Statement", [])}
+
+    def grant(self, region: str, name: str, version: int, statement_id: str, principal: str,
+              organization_id: str | None = None) -> None:
+        params = {"LayerName": name, "VersionNumber": version, "StatementId": statement_id,
+                  "Action": "lambda:GetLayerVersion", "Principal": principal}
+        if organization_id:
+            params["OrganizationId"] = organization_id
+        try:
+            self.call("lambda", region, "AddLayerVersionPermission", **params)
+        except AwsError as error:
+            if error.code != "ResourceConflictException":  # granted meanwhile, by an earlier attempt
+                raise
+
+    # -- S3 staging ---------------------------------------------------------
+    def ensure_bucket(self, region: str, bucket: str) -> bool:
+        """Make sure ``bucket`` exists in ``region``, private and encrypted; True when created now."""
+        try:
+            self.call("s3", region, "HeadBucket", Bucket=bucket)
+        except AwsError as error:
+            if error.status == 403:
+                raise AwsError(f"the S3 bucket {bucket} belongs to another account", code=error.code,
+                               hint="choose another name with --bucket-template") from None
+            if error.status != 404 and error.code not in NOT_FOUND_CODES:
+                raise
+        else:
+            location = self.call("s3", region, "GetBucketLocation", Bucket=bucket).get("LocationConstraint")
+            actual = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
+            if actual != region:
+                raise AwsError(f"the S3 bucket {bucket} is in {actual}, the layer is for {region} "
+                               "(Lambda publishes only from a bucket in the layer's region: PermanentRedirect)",
+                               hint="use a bucket template holding {region}")
+            return False
+        params = {"Bucket": bucket}
+        if region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self.call("s3", region, "CreateBucket", **params)
+        except AwsError as error:
+            if error.code not in ("BucketAlreadyOwnedByYou",):
+                raise
+        self.call("s3", region, "PutPublicAccessBlock", Bucket=bucket, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True})
+        self.call("s3", region, "PutBucketEncryption", Bucket=bucket, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        return True
+
+    def staged_sha256(self, region: str, bucket: str, key: str) -> str | None:
+        """The CodeSha256-style checksum of an object already staged, or None."""
+        try:
+            head = self.call("s3", region, "HeadObject", Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except AwsError as error:
+            if error.status == 404 or error.code in NOT_FOUND_CODES:
+                return None
+            raise
+        return head.get("ChecksumSHA256") or head.get("Metadata", {}).get("code-sha256")
+
+    def upload(self, region: str, bucket: str, key: str, path: Path, code_sha256: str,
+               progress: Callable[[int], None] = lambda n: None) -> None:
+        """PutObject with the zip's SHA256 checksum: S3 refuses a body that arrives different."""
+        size = path.stat().st_size
+        sent = {"bytes": 0}
+
+        def put_once():
+            with path.open("rb") as raw:
+                body = _CountingReader(raw, size, lambda n: _advance(sent, n, progress))
+                return self.client("s3", region).put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentLength=size, ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=code_sha256, Metadata={"code-sha256": code_sha256})
+
+        def rewind():
+            progress(-sent["bytes"])
+            sent["bytes"] = 0
+            return None
+
+        # The body is reopened on every attempt; the progress bar goes back by what was sent.
+        self._retrying(region, "PutObject", put_once, before_retry=rewind)
+
+
+def _advance(sent: dict, n: int, progress: Callable[[int], None]) -> None:
+    sent["bytes"] += n
+    progress(n)
+
+
+class _CountingReader:
+    """A file object that reports how many bytes were read from it (the upload's progress)."""
+
+    def __init__(self, raw, size: int, on_read: Callable[[int], None]) -> None:
+        self.raw, self.size, self.on_read = raw, size, on_read
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if data:
+            self.on_read(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _published(item: dict) -> PublishedVersion:
+    content = item.get("Content") or {}
+    return PublishedVersion(arn=item["LayerVersionArn"], version=int(item["Version"]),
+                            description=item.get("Description", ""), code_sha256=content.get("CodeSha256", ""),
+                            code_size=int(content.get("CodeSize", 0) or 0), created=item.get("CreatedDate", ""))
+
+
+def _retry_after(response: dict) -> float | None:
+    """Lambda's 429 says how long to wait, as a string field of the error body, or as Retry-After."""
+    for value in (response.get("retryAfterSeconds"), response.get("Error", {}).get("retryAfterSeconds"),
+                  response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")):
+        try:
+            if value is not None and float(value) >= 0:
+                return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _snake(operation: str) -> str:
+    out = []
+    for i, char in enumerate(operation):
+        if char.isupper() and i and (not operation[i - 1].isupper() or
+                                     (i + 1 < len(operation) and operation[i + 1].islower())):
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)
+
+
+def _custom_endpoint() -> bool:
+    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"))
+
+
+def _home_region(session) -> str:
+    return getattr(session, "region_name", None) or HOME_REGION

@@ -1,0 +1,339 @@
+"""Publish a built layer to many regions: check, plan, then execute.
+
+1. ``check_request`` (pure, before any AWS call): the zip fits the unzipped
+   budget, it was verified (unless forced), and the layer name, runtimes,
+   architectures, description, licence, regions, grants and bucket template
+   are what the Lambda and S3 APIs accept. moto accepts anything; AWS would
+   refuse only after the upload.
+2. ``make_plan`` (pure): for each region, the newest published version's
+   CodeSha256 against the zip's. Same: nothing to publish (grants are still
+   made sure of). Different or none: publish. ``--dry-run`` prints this.
+3. ``execute``: regions run concurrently. Each one stages the zip in its own
+   region's bucket (created private and encrypted when missing; uploaded
+   with its SHA256 checksum, skipped when already there), publishes from
+   S3, checks the CodeSha256 Lambda reports, grants permissions, and records
+   the version in the manifest at once. A failed region is reported and the
+   others go on; a rerun publishes only what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import re
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from .artifact import Artifact
+from .aws import AwsClient, AwsError, PublishedVersion
+from .errors import BudgetError, LayerError, RecipeError, UsageError, VerifyError
+from .manifest import Entry, Manifest
+from .recipe import DIRECT_UPLOAD_LIMIT
+from .runtimes import get_runtime
+
+DEFAULT_BUCKET_TEMPLATE = "lambda-layer-builder-{account}-{region}"
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@cache
+def lambda_api() -> dict:
+    return tomllib.loads(resources.files(__package__).joinpath("lambda_api.toml").read_text())
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who may use the layer version (lambda:GetLayerVersion)."""
+
+    statement_id: str
+    principal: str
+    organization_id: str | None = None
+
+    @classmethod
+    def public(cls) -> "Grant":
+        return cls("layers-public", "*")
+
+    @classmethod
+    def account(cls, account_id: str) -> "Grant":
+        return cls(f"layers-account-{account_id}", account_id)
+
+    @classmethod
+    def organization(cls, org_id: str) -> "Grant":
+        return cls(f"layers-org-{org_id}", "*", org_id)
+
+    def describe(self) -> str:
+        if self.organization_id:
+            return f"organization {self.organization_id}"
+        return "everyone" if self.principal == "*" else f"account {self.principal}"
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    regions: tuple[str, ...] = ()            # empty: every region the account has enabled
+    grants: tuple[Grant, ...] = ()
+    runtimes: tuple[str, ...] = ()           # compatible runtimes; empty: the build's runtime
+    direct_upload: bool = False
+    force: bool = False                      # publish even though the smoke test did not run
+    bucket_template: str = DEFAULT_BUCKET_TEMPLATE
+
+
+# -- 1. checks ------------------------------------------------------------------
+def check_request(artifact: Artifact, request: PublishRequest) -> None:
+    """Everything that can be known wrong before asking AWS anything."""
+    limits = lambda_api()["limits"]
+    if artifact.unzipped_bytes > artifact.unzipped_budget:
+        raise BudgetError(f"{artifact.zip_path.name} is {artifact.unzipped_bytes:,} bytes unzipped, over its budget "
+                          f"of {artifact.unzipped_budget:,} (Lambda's 250 MB minus the recipe's reserve)",
+                          hint="strip more (strip.drop, strip.remove), or lower the recipe's reserve")
+    if not artifact.verified and not request.force:
+        raise VerifyError(f"{artifact.zip_path.name} was not verified ({artifact.verification})",
+                          hint="build where the runtime's Python can run (Docker backend), or pass --force")
+    if not re.match(limits["layer_name_pattern"], artifact.published_name):
+        raise UsageError(f"{artifact.published_name!r} is not a valid Lambda layer name "
+                         "(1-140 letters, digits, '-' and '_')", hint="set layer_name in the recipe")
+    runtimes = compatible_runtimes(artifact, request)
+    if len(runtimes) > limits["runtimes_max"]:
+        raise UsageError(f"{len(runtimes)} compatible runtimes; Lambda takes at most {limits['runtimes_max']}")
+    if artifact.arch not in limits["architectures"]:
+        raise UsageError(f"{artifact.arch!r} is not a Lambda architecture", hint="x86_64 or arm64")
+    if len(layer_description(artifact)) > limits["description_max"]:
+        raise UsageError(f"the layer description is over {limits['description_max']} characters",
+                         hint="shorten the recipe's name")
+    if len(artifact.license) > limits["license_max"]:
+        raise UsageError(f"the licence is over {limits['license_max']} characters", hint="shorten the recipe's license")
+    if request.direct_upload and artifact.zipped_bytes > DIRECT_UPLOAD_LIMIT:
+        raise UsageError(f"{artifact.zipped_bytes:,} bytes zipped is over the 50 MB direct-upload limit",
+                         hint="drop --direct: the zip goes through S3")
+    check_regions(request.regions)
+    for grant in request.grants:
+        if grant.organization_id and not _ORG.match(grant.organization_id):
+            raise UsageError(f"{grant.organization_id!r} is not an organization ID (o-xxxxxxxxxx)")
+        if grant.principal != "*" and not _ACCOUNT.match(grant.principal):
+            raise UsageError(f"{grant.principal!r} is not an AWS account ID (12 digits)")
+    if not request.direct_upload:
+        check_bucket_template(request.bucket_template)
+
+
+def compatible_runtimes(artifact: Artifact, request: PublishRequest) -> list[str]:
+    names = list(dict.fromkeys(request.runtimes or (artifact.runtime,)))
+    built_for = get_runtime(artifact.runtime)
+    for name in names:
+        try:
+            runtime = get_runtime(name)
+        except RecipeError as error:
+            raise UsageError(f"{name!r} is not a Lambda Python runtime", hint=error.hint) from None
+        if artifact.elf_files and runtime.python != built_for.python:
+            raise UsageError(f"{artifact.zip_path.name} holds compiled code for Python {built_for.python}; "
+                             f"{name} runs Python {runtime.python}",
+                             hint="build the recipe for that runtime instead")
+        if artifact.arch not in runtime.architectures:
+            raise UsageError(f"{name} does not run on {artifact.arch}")
+    return names
+
+
+def check_regions(regions: tuple[str, ...]) -> None:
+    known = lambda_api()["regions"]["known"]
+    seen = set()
+    for region in regions:
+        if region in seen:
+            raise UsageError(f"{region} is listed twice")
+        seen.add(region)
+        if not _REGION.match(region) or (region not in known and not region.startswith(("us-gov-", "us-iso"))):
+            close = difflib.get_close_matches(region, known, n=1)
+            raise UsageError(f"{region!r} is not an AWS region", hint=f"did you mean {close[0]!r}?" if close else None)
+
+
+def check_bucket_template(template: str) -> None:
+    if "{region}" not in template:
+        raise UsageError(f"the bucket template {template!r} has no {{region}}",
+                         hint="Lambda publishes only from a bucket in the layer's own region")
+    try:
+        sample = template.format(account="123456789012", region="ap-southeast-2")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(f"the bucket template {template!r} is not valid ({exc}); "
+                         "it may hold {account} and {region}") from None
+    if not _BUCKET.match(sample) or ".." in sample:
+        raise UsageError(f"the bucket template {template!r} gives {sample!r}, not a valid S3 bucket name",
+                         hint="3-63 lowercase letters, digits, '-' and '.'")
+
+
+def layer_description(artifact: Artifact) -> str:
+    """What the layer version says about itself: recipe, lock, zip, builder."""
+    return (f"{artifact.recipe} for {artifact.runtime} {artifact.arch}; lock {artifact.lock_digest[:16]}; "
+            f"sha256 {artifact.sha256_hex[:16]}; lambda-layer-builder {artifact.builder_version}")
+
+
+def staging_key(artifact: Artifact) -> str:
+    # Content-addressed: a rerun finds the object already there.
+    return f"layers/{artifact.published_name}/{artifact.sha256_hex}.zip"
+
+
+# -- 2. plan -----------------------------------------------------------------
+@dataclass(frozen=True)
+class RegionPlan:
+    region: str
+    action: str                          # "publish" | "unchanged"
+    reason: str
+    current: PublishedVersion | None
+    bucket: str | None                   # None: direct upload
+
+
+@dataclass(frozen=True)
+class Plan:
+    artifact: Artifact
+    layer_name: str
+    description: str
+    runtimes: tuple[str, ...]
+    grants: tuple[Grant, ...]
+    upload: str                          # "s3" | "direct"
+    regions: tuple[RegionPlan, ...]
+
+    @property
+    def to_publish(self) -> list[RegionPlan]:
+        return [r for r in self.regions if r.action == "publish"]
+
+    def to_json(self) -> dict:
+        return {
+            "layer_name": self.layer_name,
+            "zip": str(self.artifact.zip_path),
+            "code_sha256": self.artifact.code_sha256,
+            "description": self.description,
+            "runtimes": list(self.runtimes),
+            "architecture": self.artifact.arch,
+            "upload": self.upload,
+            "grants": [g.describe() for g in self.grants],
+            "regions": [{"region": r.region, "action": r.action, "reason": r.reason, "bucket": r.bucket,
+                         "current_version": r.current.version if r.current else None} for r in self.regions],
+        }
+
+
+def make_plan(artifact: Artifact, request: PublishRequest, regions: tuple[str, ...], account: str,
+              latest: Mapping[str, PublishedVersion | None]) -> Plan:
+    planned = []
+    for region in regions:
+        current = latest.get(region)
+        if current is None:
+            action, reason = "publish", "no version yet"
+        elif current.code_sha256 == artifact.code_sha256:
+            action, reason = "unchanged", f"version {current.version} has this zip"
+        else:
+            action, reason = "publish", f"version {current.version} has another zip"
+        bucket = None if request.direct_upload else request.bucket_template.format(account=account, region=region)
+        planned.append(RegionPlan(region, action, reason, current, bucket))
+    return Plan(artifact, artifact.published_name, layer_description(artifact),
+                tuple(compatible_runtimes(artifact, request)), request.grants,
+                "direct" if request.direct_upload else "s3", tuple(planned))
+
+
+def read_latest(aws: AwsClient, layer_name: str, regions: tuple[str, ...], workers: int = 16
+                ) -> dict[str, PublishedVersion | None]:
+    """Each region's newest version with its CodeSha256, asked concurrently (read-only)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(regions)))) as pool:
+        futures = {region: pool.submit(aws.latest_version, region, layer_name) for region in regions}
+        return {region: future.result() for region, future in futures.items()}
+
+
+# -- 3. execute --------------------------------------------------------------
+@dataclass(frozen=True)
+class RegionOutcome:
+    region: str
+    status: str                          # "published" | "adopted" | "unchanged" | "failed"
+    version: PublishedVersion | None
+    message: str = ""
+    seconds: float = 0.0
+    uploaded: bool = False
+    granted: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+@dataclass
+class Executor:
+    aws: AwsClient
+    manifest: Manifest
+    progress: Callable[[int], None] = lambda n: None
+    workers: int = 16
+    now: Callable[[], str] = field(default=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def run(self, plan: Plan) -> list[RegionOutcome]:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(plan.regions)))) as pool:
+            futures = [pool.submit(self._region, plan, region_plan) for region_plan in plan.regions]
+            outcomes = [future.result() for future in as_completed(futures)]
+        return sorted(outcomes, key=lambda o: o.region)
+
+    def _region(self, plan: Plan, region_plan: RegionPlan) -> RegionOutcome:
+        start = time.perf_counter()
+        region = region_plan.region
+        try:
+            uploaded = False
+            if region_plan.action == "unchanged":
+                version, status = region_plan.current, "unchanged"
+            else:
+                content, uploaded = self._content(plan, region_plan)
+                version, adopted = self.aws.publish(
+                    region, plan.layer_name, content, description=plan.description, runtimes=list(plan.runtimes),
+                    architectures=[plan.artifact.arch], license=plan.artifact.license,
+                    code_sha256=plan.artifact.code_sha256)
+                status = "adopted" if adopted else "published"
+                if version.code_sha256 and version.code_sha256 != plan.artifact.code_sha256:
+                    raise AwsError(f"Lambda reports CodeSha256 {version.code_sha256} for version {version.version}, "
+                                   f"the zip has {plan.artifact.code_sha256}",
+                                   hint="the staged object differs from the zip; publish again")
+            granted = self._grant(region, plan, version.version)
+            self.manifest.record(Entry(
+                layer_name=plan.layer_name, architecture=plan.artifact.arch, region=region, arn=version.arn,
+                version=version.version, sha256=plan.artifact.sha256_hex, code_sha256=plan.artifact.code_sha256,
+                lock_digest=plan.artifact.lock_digest, published_at=self.now(), runtimes=plan.runtimes))
+            return RegionOutcome(region, status, version, seconds=round(time.perf_counter() - start, 2),
+                                 uploaded=uploaded, granted=granted)
+        except LayerError as error:
+            return RegionOutcome(region, "failed", None, error.message, round(time.perf_counter() - start, 2))
+
+    def _content(self, plan: Plan, region_plan: RegionPlan) -> tuple[dict, bool]:
+        artifact = plan.artifact
+        if plan.upload == "direct":
+            return {"ZipFile": artifact.zip_path.read_bytes()}, False
+        region, bucket, key = region_plan.region, region_plan.bucket, staging_key(artifact)
+        self.aws.ensure_bucket(region, bucket)
+        uploaded = False
+        if self.aws.staged_sha256(region, bucket, key) != artifact.code_sha256:
+            self.aws.upload(region, bucket, key, artifact.zip_path, artifact.code_sha256, self.progress)
+            uploaded = True
+        staged = self.aws.staged_sha256(region, bucket, key)
+        if staged != artifact.code_sha256:
+            raise AwsError(f"s3://{bucket}/{key} has checksum {staged}, the zip {artifact.code_sha256}")
+        return {"S3Bucket": bucket, "S3Key": key}, uploaded
+
+    def _grant(self, region: str, plan: Plan, version: int) -> tuple[str, ...]:
+        if not plan.grants:
+            return ()
+        present = self.aws.statement_ids(region, plan.layer_name, version)
+        made = []
+        for grant in plan.grants:
+            if grant.statement_id not in present:
+                self.aws.grant(region, plan.layer_name, version, grant.statement_id, grant.principal,
+                               grant.organization_id)
+                made.append(grant.statement_id)
+        return tuple(made)
+
+
+# -- prune -------------------------------------------------------------------
+def plan_prune(versions: Mapping[str, list[PublishedVersion]], keep: int,
+               protected: Mapping[str, int]) -> dict[str, list[int]]:
+    """Per region, the versions to delete: all but the newest ``keep``, never the manifest's current one."""
+    if keep < 1:
+        raise UsageError("--keep must be at least 1")
+    doomed = {}
+    for region, listed in versions.items():
+        newest_first = sorted((v.version for v in listed), reverse=True)
+        doomed[region] = [v for v in newest_first[keep:] if v != protected.get(region)]
+    return doomed
