@@ -69,19 +69,18 @@ class RateLimiter:
         self.burst = burst or max(1, int(rate))
         self.clock = clock
         self.sleep = sleep
-        self._next = 0.0  # when the next call may go without waiting, at the steady rate
+        self._tat = 0.0  # "theoretical arrival time" of the next call at the steady rate (GCRA)
         self._lock = threading.Lock()
         self.waited = 0.0
 
     def acquire(self) -> None:
         with self._lock:
             now = self.clock()
-            # A full bucket lets ``burst`` calls through back to back.
-            earliest = max(self._next, now - (self.burst - 1) * self.interval)
-            self._next = earliest + self.interval
-            wait = earliest - now
-            if wait > 0:
-                self.waited += wait
+            tat = max(self._tat, now)
+            # Up to ``burst`` calls may run ahead of the steady rate.
+            wait = max(0.0, tat - now - (self.burst - 1) * self.interval)
+            self._tat = tat + self.interval
+            self.waited += wait
         if wait > 0:
             self.sleep(wait)
 

@@ -14,9 +14,10 @@ dropped, a chunked body de-chunked). ``delay`` seconds are slept in the request'
 so concurrent requests are delayed concurrently.
 
 Faults:
-  "throttle"  429 TooManyRequestsException, as AWS Lambda sends it (JSON body with
-              ``retryAfterSeconds``); for S3 requests 503 SlowDown with an S3 XML error body,
-              which is how S3 throttles.
+  "throttle"  429 TooManyRequestsException, as AWS Lambda sends it: JSON body with
+              ``retryAfterSeconds`` and a ``Retry-After`` header (botocore exposes the header's
+              value as ``err.response["retryAfterSeconds"]``); for S3 requests 503 SlowDown with
+              an S3 XML error body, which is how S3 throttles.
   "error500"  500 ServiceException (JSON), or 500 InternalError (XML) for S3 requests.
   "reset"     read about half of the request body, then abort the TCP connection with a RST
               (SO_LINGER (1, 0) then close) without answering; not forwarded.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import math
 import re
 import socket
 import struct
@@ -421,7 +421,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 status, reason, error_type = 429, "Too Many Requests", "TooManyRequestsException"
                 body = json.dumps({"Type": "User", "message": "Rate exceeded",
                                    "retryAfterSeconds": seconds, "Reason": "CallerRateLimitExceeded"}).encode()
-            extra = [("Retry-After", str(max(1, math.ceil(rule.retry_after))))]
+            # botocore's Lambda model reads TooManyRequestsException.retryAfterSeconds from this
+            # header (not from the body): both carry the same string.
+            extra = [("Retry-After", seconds)]
         else:  # error500
             status, reason, extra = 500, "Internal Server Error", []
             if s3:
