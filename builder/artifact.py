@@ -8,7 +8,9 @@ not the build's output.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +75,16 @@ def load_artifact(zip_path: Path) -> Artifact:
     if sha_hex != artifact.sha256_hex:
         raise UsageError(f"{zip_path.name} is not the zip its report describes (sha256 differs)",
                          hint="rebuild it with 'layers build'")
-    return artifact
+    # What Lambda will unpack, read from the zip itself rather than taken on the report's word.
+    return dataclasses.replace(artifact, unzipped_bytes=unzipped_size(zip_path))
+
+
+def unzipped_size(zip_path: Path) -> int:
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{zip_path} is not a readable zip: {exc}") from None
 
 
 def built_zip(out_dir: Path, recipe: str, runtime: str, arch: str) -> Path:

@@ -180,8 +180,13 @@ class AwsClient:
         return self.call("sts", _home_region(self.session), "GetCallerIdentity")["Account"]
 
     def enabled_regions(self) -> list[str]:
-        answer = self.call("ec2", _home_region(self.session), "DescribeRegions", AllRegions=False)
-        return sorted(r["RegionName"] for r in answer["Regions"])
+        """The regions this account has enabled, in its own partition (aws, aws-cn, aws-us-gov)."""
+        home = _home_region(self.session)
+        answer = self.call("ec2", home, "DescribeRegions", AllRegions=False)
+        partition = self.session.get_partition_for_region(home)
+        return sorted(r["RegionName"] for r in answer["Regions"]
+                      if r.get("OptInStatus", "opt-in-not-required") in ("opt-in-not-required", "opted-in")
+                      and self.session.get_partition_for_region(r["RegionName"]) == partition)
 
     # -- layers -----------------------------------------------------------
     def layer_versions(self, region: str, name: str) -> list[PublishedVersion]:

@@ -284,8 +284,8 @@ class Executor:
                     architectures=[plan.artifact.arch], license=plan.artifact.license,
                     code_sha256=plan.artifact.code_sha256)
                 status = "adopted" if adopted else "published"
-                if version.code_sha256 and version.code_sha256 != plan.artifact.code_sha256:
-                    raise AwsError(f"Lambda reports CodeSha256 {version.code_sha256} for version {version.version}, "
+                if version.code_sha256 != plan.artifact.code_sha256:
+                    raise AwsError(f"Lambda reports CodeSha256 {version.code_sha256!r} for version {version.version}, "
                                    f"the zip has {plan.artifact.code_sha256}",
                                    hint="the staged object differs from the zip; publish again")
             granted = self._grant(region, plan, version.version)

@@ -1,4 +1,5 @@
-"""Integration tier: the real Docker engine (started by .ci/run) and its local base image.
+"""Integration tier: the real Docker engine (started by .ci/run) and its local base image, and a
+moto server over real HTTP (started here), behind a fault-injecting proxy.
 
 No skips: a missing engine or image fails these tests, since CI must run them.
 """
@@ -8,6 +9,7 @@ import os
 import pytest
 
 from builder.container import LABEL, docker_client
+from tests.integration.aws_fixtures import aws_client, fault_proxy, moto_server  # noqa: F401  (fixtures)
 
 BASE_IMAGE = os.environ.get("LAYERS_TEST_BASE_IMAGE", "layers-test-base:bookworm")
 

@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import shutil
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-from builder.backends.base import Target
 from builder.backends.docker import DockerBackend
 from builder.build import BuildOptions, build
 from builder.recipe import parse_recipe
 from builder.runner import Runner
-from builder.runtimes import get_runtime
 from tests.integration.conftest import BASE_IMAGE
 
 pytestmark = pytest.mark.integration

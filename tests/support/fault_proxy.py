@@ -31,6 +31,7 @@ import json
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -216,6 +217,7 @@ class FaultProxy:
         self._rules: list[FaultRule] = []
         self._seen: list[Seen] = []
         self._sockets: set[socket.socket] = set()
+        self.connections = 0  # TCP connections accepted so far (keep-alive reuses them)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -233,10 +235,11 @@ class FaultProxy:
         return rule
 
     def clear(self) -> None:
-        """Remove every fault rule and every record."""
+        """Remove every fault rule and every record (and zero the connection count)."""
         with self._lock:
             self._rules.clear()
             self._seen.clear()
+            self.connections = 0
 
     @property
     def requests(self) -> list[Seen]:
@@ -299,7 +302,11 @@ class FaultProxy:
 
     def _track(self, sock: socket.socket, add: bool) -> None:
         with self._lock:
-            (self._sockets.add if add else self._sockets.discard)(sock)
+            if add:
+                self.connections += 1
+                self._sockets.add(sock)
+            else:
+                self._sockets.discard(sock)
 
 
 class _Server(ThreadingHTTPServer):
@@ -307,7 +314,6 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address) -> None:
-        import sys
         if isinstance(sys.exc_info()[1], OSError):
             return  # the client went away (or was reset on purpose): nothing to report
         super().handle_error(request, client_address)
@@ -387,7 +393,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _read_partial(self, length: int, chunked: bool) -> None:
         want = length // 2 if not chunked else 64 * 1024
         while want > 0:
-            data = self.rfile.read1(min(want, 65536)) if hasattr(self.rfile, "read1") else self.rfile.read(min(want, 65536))
+            data = self.rfile.read1(min(want, 65536))
             if not data:
                 break
             want -= len(data)

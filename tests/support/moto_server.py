@@ -122,18 +122,16 @@ class MotoServer:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log_path = Path(self._log.name)
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+            Path(log.name).unlink(missing_ok=True)
 
     def __enter__(self) -> "MotoServer":
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
-        path = getattr(self, "_log_path", None)
-        if path is not None:
-            path.unlink(missing_ok=True)
 
     # -- helpers ---------------------------------------------------------
     def reset(self) -> None:
