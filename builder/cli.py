@@ -265,6 +265,22 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
+def _aws_client():
+    """The AWS seam as the commands use it: Lambda's rate, and the retry policy (tunable from the environment)."""
+    import os
+
+    from .aws import AwsClient, RateLimiter
+    from .publish import lambda_api
+
+    try:
+        attempts = int(os.environ.get("LAYERS_AWS_MAX_ATTEMPTS", "8"))
+        base_delay = float(os.environ.get("LAYERS_AWS_BASE_DELAY", "0.5"))
+    except ValueError:
+        raise UsageError("LAYERS_AWS_MAX_ATTEMPTS and LAYERS_AWS_BASE_DELAY must be numbers") from None
+    return AwsClient(limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]),
+                     max_attempts=max(1, attempts), base_delay=base_delay)
+
+
 def _artifacts(target: str, arch: str | None, out_dir: Path, recipes_dir: Path | None, reporter, verbose: bool):
     """The built layers to publish: a zip, or a recipe's zips (built first where missing)."""
     from .artifact import built_zip, load_artifact
@@ -314,9 +330,8 @@ def publish(
     verbose: Verbose = False,
 ) -> None:
     """Publish a built layer as a new version in every asked region that lacks this zip."""
-    from .aws import AwsClient, RateLimiter
     from .manifest import Manifest, manifest_path
-    from .publish import Executor, Grant, PublishRequest, check_request, lambda_api, make_plan, read_latest
+    from .publish import Executor, Grant, PublishRequest, check_request, make_plan, read_latest
 
     reporter = RichReporter(err, quiet=as_json)
     failed = False
@@ -330,7 +345,7 @@ def publish(
         artifacts = _artifacts(target, arch, out_dir, recipes_dir, reporter, verbose)
         for artifact in artifacts:
             check_request(artifact, request)  # before any AWS call
-        aws = AwsClient(limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]))
+        aws = _aws_client()
         account = aws.account_id()
         asked = request.regions or tuple(aws.enabled_regions())  # the account's own list needs no check
         results = []
@@ -431,9 +446,8 @@ def prune(
     manifests: ManifestDir = Path("published"),
 ) -> None:
     """Delete old layer versions in every region, never the one the manifest names as current."""
-    from .aws import AwsClient, RateLimiter
     from .manifest import Manifest, manifest_path
-    from .publish import check_regions, lambda_api, plan_prune
+    from .publish import check_regions, plan_prune
 
     try:
         manifest = Manifest.load(manifest_path(manifests, recipe), recipe)
@@ -441,7 +455,7 @@ def prune(
             raise UsageError(f"nothing published for {recipe}", hint="prune works on layers the manifest names")
         asked = _split(regions)
         check_regions(asked)
-        aws = AwsClient(limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]))
+        aws = _aws_client()
         table = Table(title=f"prune {recipe}: keep {keep}" + (" (dry run)" if dry_run else ""), title_justify="left")
         for column in ("layer", "region", "current", "deleted" if not dry_run else "would delete"):
             table.add_column(column)

@@ -37,7 +37,11 @@ for name in spec["imports"]:
     origin = getattr(module, "__file__", None) or ""
     if not origin.startswith(layer):
         raise SystemExit("%s was imported from %s, not from the layer" % (name, origin))
-exec(compile(spec["code"], "<smoke test>", "exec"), {"__name__": "__smoke__"})
+# The snippet sees the imported packages by their top-level names, as after "import x.y".
+namespace = {"__name__": "__smoke__"}
+for name in spec["imports"]:
+    namespace[name.split(".")[0]] = sys.modules[name.split(".")[0]]
+exec(compile(spec["code"], "<smoke test>", "exec"), namespace)
 print("SMOKE-OK")
 """
 

@@ -21,6 +21,8 @@ Faults:
   "error500"  500 ServiceException (JSON), or 500 InternalError (XML) for S3 requests.
   "reset"     read about half of the request body, then abort the TCP connection with a RST
               (SO_LINGER (1, 0) then close) without answering; not forwarded.
+  "lost-answer"  forward the request (the server acts on it), then abort the connection with a
+              RST instead of relaying the answer: the client cannot know the call succeeded.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-FAULTS = ("throttle", "error500", "reset")
+FAULTS = ("throttle", "error500", "reset", "lost-answer")
 
 # Not forwarded in either direction (RFC 9110 section 7.6.1), plus what this proxy re-frames.
 HOP_BY_HOP = {
@@ -364,6 +366,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if body is None:
             body = self._read_chunked() if chunked else self._read_exact(length)
 
+        if rule is not None and rule.fault == "lost-answer":
+            self._forward(body, chunked, relay=False)
+            self._reset()
+            return
         if rule is not None:
             self._answer_fault(rule, service)
             return
@@ -449,7 +455,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _forward(self, body: bytes, was_chunked: bool) -> None:
+    def _forward(self, body: bytes, was_chunked: bool, relay: bool = True) -> None:
         owner = self.owner
         conn = http.client.HTTPConnection(owner.upstream_host, owner.upstream_port,
                                           timeout=owner.upstream_timeout)
@@ -469,6 +475,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 payload = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 self._bad_gateway(exc)
+                return
+            if not relay:
                 return
             self.send_response_only(response.status, response.reason)
             head = self.command == "HEAD" or response.status in (204, 304) or response.status < 200
