@@ -32,6 +32,7 @@ unit: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.build_bench
 	$(BIN)/python -m bench.docker_bench
+	$(BIN)/python -m bench.publish_bench
 
 clean:
 	rm -rf dist $(VENV) .pytest_cache

@@ -219,19 +219,18 @@ class AwsClient:
         return self.layer_version(region, name, versions[0].version) if versions else None
 
     def publish(self, region: str, name: str, content: dict, *, description: str, runtimes: list[str],
-                architectures: list[str], license: str, code_sha256: str) -> tuple[PublishedVersion, bool]:
+                architectures: list[str], license: str, code_sha256: str,
+                newest_before: int = 0) -> tuple[PublishedVersion, bool]:
         """Publish a version; (version, adopted). ``adopted``: an earlier attempt's answer was lost, it had succeeded.
 
-        PublishLayerVersion is not idempotent: before a retry, the newest
-        version is checked, and one with this zip's CodeSha256 created since
-        this call began is taken instead of publishing a duplicate.
+        PublishLayerVersion is not idempotent: before a retry, the versions
+        newer than ``newest_before`` (the newest when the plan was made) are
+        checked, and one with this zip's CodeSha256 is taken instead of
+        publishing a duplicate.
         """
-        before = self.layer_versions(region, name)
-        known = {v.version for v in before}
-
         def already_published():
             for version in self.layer_versions(region, name):
-                if version.version in known:
+                if version.version <= newest_before:
                     continue
                 full = self.layer_version(region, name, version.version)
                 if full is not None and full.code_sha256 == code_sha256:
