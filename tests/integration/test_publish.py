@@ -244,3 +244,23 @@ def test_arns_and_prune(builds, fresh, moto_server, tmp_path):
     assert done.returncode == 0, done.stderr
     assert [v["Version"] for v in server_versions(moto_server, "us-east-1")] == [3]
     assert [v["Version"] for v in server_versions(moto_server, "eu-west-1")] == [3, 1]
+
+
+def test_direct_upload_skips_s3(builds, fresh, moto_server, tmp_path):
+    result = publish(str(builds["old"]), "--regions", "eu-west-1", "--direct", proxy=fresh, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert fresh.operations(service="s3") == []
+    assert len(server_versions(moto_server, "eu-west-1")) == 1
+
+
+def test_a_recipe_is_built_first_when_its_zip_is_missing(fresh, moto_server, tmp_path):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "tiny.toml").write_text(
+        'name = "tiny"\nruntime = "python3.11"\nrequirements = ["six==1.17.0"]\n'
+        '[smoke]\nimports = ["six"]\ncode = "assert six.PY3"\n')
+    result = publish("tiny", "--recipes", str(tmp_path / "recipes"), "--out", str(tmp_path / "dist"),
+                     "--regions", "us-east-1", proxy=fresh, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "is not built yet: building it first" in result.stderr
+    assert (tmp_path / "dist" / "tiny" / "tiny-python3.11-x86_64.zip").is_file()
+    assert len(server_versions(moto_server, "us-east-1")) == 1
