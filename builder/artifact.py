@@ -37,6 +37,7 @@ class Artifact:
     builder_version: str
     license: str
     elf_files: int
+    identity: str = ""       # lockfile.layer_identity, recorded by the build
 
     @property
     def published_name(self) -> str:
@@ -67,6 +68,7 @@ def load_artifact(zip_path: Path) -> Artifact:
             verified=bool(report["verification"]["verified"]), verification=report["verification"]["how"],
             lock_digest=report["lock_digest"], builder_version=report["builder_version"],
             license=report.get("license", ""), elf_files=int(report["verification"].get("elf_files", 0)),
+            identity=report.get("identity", ""),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{report_path} is not a build report ({type(exc).__name__}: {exc})",

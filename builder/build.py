@@ -34,6 +34,7 @@ from .compare import compare_zips
 from .errors import BudgetError, UsageError
 from .events import Reporter, Silent
 from .interpreters import Interpreter
+from .lockfile import layer_identity
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .recipe import Recipe
 from .strip import StripContext, StripReport, installed_distributions, strip_tree
@@ -187,6 +188,7 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
                         "publishing goes through S3")
 
     report = _report(recipe, target, backend, resolution, installed, final, stages, budget, zipped, timer)
+    report["identity"] = layer_identity(recipe, resolution.lock.digest, backend.environment_id(target))
     if options.compare_to is not None:
         reporter.step(f"compare with {options.compare_to}")
         report["comparison"] = compare_zips(zipped.path, options.compare_to).to_json()

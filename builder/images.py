@@ -36,6 +36,7 @@ class BuildImage:
     tag: str
     base: str
     built: bool  # False: reused
+    base_id: str = ""
 
 
 def dockerfile_for(runtime: Runtime) -> Path:
@@ -86,7 +87,7 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
     # The base's image ID, not its name: a re-pulled ``latest`` is a new base.
     tag = image_tag(text, base_attrs["Id"], runtime.python)
     if _have(client, tag):
-        return BuildImage(tag, base, built=False)
+        return BuildImage(tag, base, built=False, base_id=base_attrs["Id"])
     on_step(f"build the image {tag} from {base} ({dockerfile_for(runtime).name})")
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
@@ -107,4 +108,4 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
                              hint=EMULATION_HINT) from None
         raise BuildError(f"the build image from {base} failed (does it meet the base-image contract?):\n{tail}",
                          hint="see dockerfiles/README.md for what a base image needs") from None
-    return BuildImage(tag, base, built=True)
+    return BuildImage(tag, base, built=True, base_id=base_attrs["Id"])

@@ -33,6 +33,7 @@ class Entry:
     lock_digest: str
     published_at: str
     runtimes: tuple[str, ...] = ()
+    identity: str = ""   # lockfile.layer_identity of the build
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -59,7 +60,8 @@ class Manifest:
                     entry = Entry(layer_name=layer_name, architecture=layer["architecture"], region=region,
                                   arn=item["arn"], version=int(item["version"]), sha256=item["sha256"],
                                   code_sha256=item["code_sha256"], lock_digest=item["lock_digest"],
-                                  published_at=item["published_at"], runtimes=tuple(item.get("runtimes", ())))
+                                  published_at=item["published_at"], runtimes=tuple(item.get("runtimes", ())),
+                                  identity=item.get("identity", ""))
                     entries[(layer_name, region)] = entry
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"{path} is not a manifest written by layers publish ({type(exc).__name__}: {exc})",

@@ -166,8 +166,14 @@ def check_bucket_template(template: str) -> None:
 
 def layer_description(artifact: Artifact) -> str:
     """What the layer version says about itself: recipe, lock, zip, builder."""
-    return (f"{artifact.recipe} for {artifact.runtime} {artifact.arch}; lock {artifact.lock_digest[:16]}; "
+    identity = f"id {artifact.identity[:16]}; " if artifact.identity else ""
+    return (f"{artifact.recipe} for {artifact.runtime} {artifact.arch}; {identity}lock {artifact.lock_digest[:16]}; "
             f"sha256 {artifact.sha256_hex[:16]}; lambda-layer-builder {artifact.builder_version}")
+
+
+def identity_marker(identity: str) -> str:
+    """How a layer version's description names the identity it was built with."""
+    return f"id {identity[:16]};"
 
 
 def staging_key(artifact: Artifact) -> str:
@@ -293,7 +299,8 @@ class Executor:
             self.manifest.record(Entry(
                 layer_name=plan.layer_name, architecture=plan.artifact.arch, region=region, arn=version.arn,
                 version=version.version, sha256=plan.artifact.sha256_hex, code_sha256=plan.artifact.code_sha256,
-                lock_digest=plan.artifact.lock_digest, published_at=self.now(), runtimes=plan.runtimes))
+                lock_digest=plan.artifact.lock_digest, published_at=self.now(), runtimes=plan.runtimes,
+                identity=plan.artifact.identity))
             return RegionOutcome(region, status, version, seconds=round(time.perf_counter() - start, 2),
                                  uploaded=uploaded, granted=granted)
         except LayerError as error:

@@ -122,3 +122,6 @@ class Backend(Protocol):
 
     def session(self, target: Target, scratch: Path) -> AbstractContextManager[Session]:
         """Open the build environment for ``target``; ``scratch`` is the build's working directory."""
+
+    def environment_id(self, target: Target) -> str:
+        """The build environment's part of a layer's identity ("pip", "docker:<base image ID>")."""

@@ -87,6 +87,11 @@ class DockerBackend:
         self._prepared_for = target
         return self.image
 
+    def environment_id(self, target: Target) -> str:
+        """What the build environment contributes to a layer's identity: the base image, by ID."""
+        image = self.image if self._prepared_for == target else self.prepare(target)
+        return f"docker:{image.base_id}"
+
     @contextmanager
     def session(self, target: Target, scratch: Path) -> Iterator[Session]:
         image = self.image if self._prepared_for == target else self.prepare(target)

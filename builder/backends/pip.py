@@ -94,6 +94,10 @@ class PipBackend:
         self.wheel_store = wheel_store or cache_dir / "wheels"
         self.downloaded: list[str] = []
 
+    def environment_id(self, target: Target) -> str:
+        """What the build environment contributes to a layer's identity: wheels only, no compiler."""
+        return "pip"
+
     @contextmanager
     def session(self, target: Target, scratch: Path) -> Iterator[Session]:
         """Everything on the host: pip here, the host's strip, a pyenv/system interpreter."""
