@@ -33,6 +33,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.build_bench
 	$(BIN)/python -m bench.docker_bench
 	$(BIN)/python -m bench.publish_bench
+	$(BIN)/python -m bench.rebuild_bench
 
 clean:
 	rm -rf dist $(VENV) .pytest_cache
