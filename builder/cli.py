@@ -479,6 +479,107 @@ def prune(
         _fail(error)
 
 
+# -- planning ------------------------------------------------------------------------
+def _size(text: str, what: str) -> int:
+    from .recipe import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+
+
+def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
+    from .artifact import built_zip, load_artifact
+    from .plan import Item
+    from .recipe import load_recipe
+
+    if "=" in text:
+        name, size = text.rsplit("=", 1)
+        return Item(name, _size(size, f"--layer {text}"), "given")
+    if text.endswith(".zip"):
+        artifact = load_artifact(Path(text))
+    else:
+        recipe = load_recipe(text, recipes_dir)
+        path = built_zip(out_dir, recipe.name, recipe.runtime, arch)
+        if not path.is_file():
+            raise UsageError(f"{recipe.name} is not built for {arch} ({path} is missing)",
+                             hint=f"layers build {recipe.name} --arch {arch}, or give its size: --layer {text}=150MB")
+        artifact = load_artifact(path)
+    return Item(artifact.recipe, artifact.unzipped_bytes, f"build report of {artifact.zip_path.name}")
+
+
+def _plan_model(text: str):
+    from .plan import Item
+
+    location, size = text.rsplit("=", 1) if "=" in text else (text, "")
+    if size:
+        return Item(location, _size(size, f"--model {text}"), "given")
+    if location.startswith("s3://"):
+        bucket, _, key = location[5:].partition("/")
+        aws = _aws_client()
+        region = (aws.call("s3", "us-east-1", "GetBucketLocation", Bucket=bucket).get("LocationConstraint")
+                  or "us-east-1")
+        head = aws.call("s3", region, "HeadObject", Bucket=bucket, Key=key)
+        return Item(location, int(head["ContentLength"]), "S3 HeadObject")
+    path = Path(location)
+    if not path.is_file():
+        raise UsageError(f"no model file {path}", hint="give its size instead: --model NAME=100MB")
+    return Item(path.name, path.stat().st_size, "file")
+
+
+@app.command("plan")
+def plan_command(
+    layer: Annotated[Optional[list[str]], typer.Option(
+        "--layer", help="RECIPE (its build), a zip, or NAME=SIZE; up to 5.")] = None,
+    function_size: Annotated[str, typer.Option("--function-size", help="The function's own code, unzipped.")] = "0",
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", help="A model: PATH, s3://BUCKET/KEY (size asked of S3) or either with =SIZE.")] = None,
+    ephemeral: Annotated[str, typer.Option(help="The function's /tmp (512MB to 10240MB).")] = "512MiB",
+    arch: Annotated[str, typer.Option(help="Which build of each recipe.")] = "x86_64",
+    out_dir: Annotated[Path, typer.Option("--out", help="Where built zips are.")] = Path("dist"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    recipes_dir: RecipesDir = None,
+) -> None:
+    """Where do the layers and the models fit? The package, S3 + /tmp, or a container image."""
+    from .plan import plan_budget
+
+    try:
+        layers = [_plan_layer(text, arch, out_dir, recipes_dir) for text in layer or []]
+        models = [_plan_model(text) for text in model or []]
+        plan = plan_budget(_size(function_size, "--function-size"), layers, models,
+                           _size(ephemeral, "--ephemeral"))
+    except LayerError as error:
+        _fail(error)
+    if as_json:
+        out.print_json(json.dumps(plan.to_json()))
+        return
+    sizes = Table(title="what the function carries", title_justify="left")
+    for column in ("item", "size", "from"):
+        sizes.add_column(column)
+    sizes.add_row("function code", human(plan.function), "--function-size")
+    for item in plan.layers:
+        sizes.add_row(f"layer {item.name}", human(item.bytes), item.source)
+    for item in plan.models:
+        sizes.add_row(f"model {item.name}", human(item.bytes), item.source)
+    out.print(sizes)
+    table = Table(title="where the models can go", title_justify="left")
+    for column in ("option", "measure", "needs", "limit", ""):
+        table.add_column(column, overflow="fold")
+    for option in plan.options:
+        for i, check in enumerate(option.checks):
+            limit = str(check.limit) if check.measure == "layers" else human(check.limit)
+            value = str(check.value) if check.measure == "layers" else human(check.value)
+            table.add_row(option.title if i == 0 else "", check.measure, value, limit,
+                          "[green]fits[/]" if check.ok else "[red]over[/]")
+    out.print(table)
+    best = plan.recommended
+    if best is None:
+        out.print("[red]nothing fits[/]: even a container image is over 10 GB")
+    else:
+        out.print(f"[bold]recommended:[/] {best.title}: {best.advice}")
+
+
 # -- locks, rebuilds, schedules ---------------------------------------------------
 def _load_recipes(names: list[str], all_recipes: bool, recipes_dir: Path | None):
     from .recipe import default_recipes_dir, load_recipe

@@ -1,0 +1,49 @@
+"""The budget planner: package, S3 + /tmp, or container image, with Lambda's numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.errors import UsageError
+from builder.plan import EPHEMERAL_DEFAULT, MIB, Item, plan_budget
+
+MB = 10**6
+
+
+def test_a_small_model_goes_in_the_package():
+    plan = plan_budget(5 * MB, [Item("np311", 71 * MB, "report")], [Item("m", 20 * MB, "given")])
+    assert plan.recommended.name == "package"
+    assert "direct upload" in plan.recommended.advice
+
+
+def test_tf18_standard_layer_leaves_no_room_for_a_100mb_model_and_s3_is_next():
+    standard = Item("tf18", 217_201_622, "report")
+    plan = plan_budget(5 * MB, [standard], [Item("model.h5", 100 * MB, "given")])
+    package = plan.options[0]
+    assert not package.fits and "over the 250 MB" in package.advice
+    assert plan.recommended.name == "s3-tmp"
+
+
+def test_a_pruned_layer_makes_room_for_the_model_in_the_package():
+    pruned = Item("tf18-lean", 150 * MB, "report")
+    plan = plan_budget(5 * MB, [pruned], [Item("model.h5", 100 * MB, "given")])
+    assert plan.recommended.name == "package"
+    assert "through S3" in plan.recommended.advice  # 105 MB of function zip is over the direct-upload limit
+
+
+def test_models_over_512mb_of_tmp_ask_for_more_ephemeral_storage():
+    plan = plan_budget(0, [Item("tf18", 210 * MB, "report")], [Item("a", 400 * MB, "s3"), Item("b", 300 * MB, "s3")])
+    tmp = plan.options[1]
+    assert tmp.fits and "set EphemeralStorage to" in tmp.advice
+
+
+def test_too_much_for_lambda_layers_is_a_container_image():
+    plan = plan_budget(0, [Item("tf221", 793 * MIB, "report")], [Item("m", 20 * MB, "given")])
+    assert plan.recommended.name == "image"
+
+
+def test_limits_on_layers_and_ephemeral():
+    with pytest.raises(UsageError, match="at most 5"):
+        plan_budget(0, [Item(str(i), MB, "given") for i in range(6)], [])
+    with pytest.raises(UsageError, match="between 512 MB and 10,240 MB"):
+        plan_budget(0, [], [], ephemeral=EPHEMERAL_DEFAULT // 2)
