@@ -132,6 +132,9 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
                            roots=tuple(p.name for p in recipe.requirements), runner=session.runner,
                            which=session.which)
     stripped: StripReport = timer.run("strip", strip_tree, context, lambda rule: reporter.step(f"strip: {rule}"))
+    if recipe.include.model_loader:
+        reporter.step("include layer_runtime.model_loader")
+        include_runtime_modules(tree, ("model_loader",))
 
     interpreter = session.interpreter
     bytecode: BytecodeResult | None = None
@@ -201,6 +204,17 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
     final_zip = dataclasses.replace(zipped, path=destination / f"{stem}.zip")
     return BuildResult(recipe.name, target, final_zip, destination / f"{stem}.report.json",
                        destination / f"{stem}.lock.json", report)
+
+
+RUNTIME_MODULES = Path(__file__).resolve().parent / "runtime"
+
+
+def include_runtime_modules(tree: Path, modules: tuple[str, ...]) -> None:
+    """Copy run-time helpers into the layer as the package ``layer_runtime``."""
+    package = tree / "layer_runtime"
+    package.mkdir(exist_ok=True)
+    for name in ("__init__", *modules):
+        shutil.copyfile(RUNTIME_MODULES / f"{name}.py", package / f"{name}.py")
 
 
 def _move_into(source: Path, destination: Path) -> None:

@@ -97,6 +97,11 @@ class StripSettings(_Frozen):
     drop: tuple[str, ...]
 
 
+class IncludeSettings(_Frozen):
+    # builder/runtime/model_loader.py, shipped as layer_runtime.model_loader.
+    model_loader: bool
+
+
 class SmokeTest(_Frozen):
     imports: tuple[str, ...] = Field(min_length=1)
     code: str
@@ -115,6 +120,7 @@ class Recipe(_Frozen):
     compression: int = Field(ge=0, le=9)
     base_image: str
     strip: StripSettings
+    include: IncludeSettings
     smoke: SmokeTest
     source: Path | None = None
 

@@ -103,3 +103,17 @@ def test_over_budget_fails_naming_the_biggest_and_writes_nothing(tmp_path):
     assert "over its budget of 5.0 MiB" in caught.value.message
     assert "numpy" in caught.value.message and caught.value.exit_code == 5
     assert not (tmp_path / "dist").exists()
+
+
+def test_model_loader_is_shipped_when_the_recipe_asks(tmp_path):
+    import zipfile
+
+    recipe = parse_recipe({"name": "withloader", "runtime": "python3.11", "requirements": ["six==1.17.0"],
+                           "include": {"model_loader": True},
+                           "smoke": {"imports": ["six", "layer_runtime.model_loader"],
+                                     "code": "assert layer_runtime.model_loader.ModelCache"}})
+    result = run_build(recipe, tmp_path / "dist", tmp_path / "cache")
+    with zipfile.ZipFile(result.zip.path) as archive:
+        names = set(archive.namelist())
+    assert {"python/layer_runtime/__init__.py", "python/layer_runtime/model_loader.py"} <= names
+    assert result.report["verification"]["verified"]
