@@ -49,13 +49,15 @@ class BuildOptions:
     import_runs: int = 3
     lock: Lock | None = None           # install exactly this lock (hashes enforced)
     compare_to: Path | None = None     # another build's zip: list the differences in the report
+    image: bool = False                # a Lambda container image instead of a layer zip (Docker backend)
+    function_base: str | None = None   # the image's base; default: AWS's Lambda base image for the runtime
 
 
 @dataclass(frozen=True)
 class BuildResult:
     recipe: str
     target: Target
-    zip: ZipResult
+    zip: ZipResult | None              # None for --image builds
     report_path: Path
     lock_path: Path
     report: dict
@@ -84,6 +86,9 @@ def build(recipe: Recipe, arch: str, backend: Backend,
         raise UsageError(f"{recipe.name} is built for {', '.join(recipe.architectures)}, not {arch}",
                          hint=f"add {arch!r} to the recipe's architectures")
     target = Target(recipe.runtime_info, arch)
+    if options.image and backend.name != "docker":
+        raise UsageError("--image builds need the Docker backend",
+                         hint="start a Docker engine (--backend docker shows why it is not used)")
     if target.runtime.is_deprecated():
         reporter.notice(
             f"{target.runtime.name} was deprecated by Lambda on {target.runtime.deprecated}: it gets no security "
@@ -173,10 +178,13 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
     resolution, installed, owners = stages.resolution, stages.installed, stages.owners
 
     final = take_inventory(tree, owners)
+    if options.image:
+        return _finish_image(scratch, tree, recipe, target, backend, options, reporter, timer, stages, installed, final)
     budget_before_zip = Budget(final.total, recipe.unzipped_budget, recipe.reserve, 0)
     if not budget_before_zip.fits:
         raise BudgetError(_over_budget_message(recipe, final, budget_before_zip),
-                          hint="drop unneeded distributions (strip.drop), add remove globs, or move models to S3")
+                          hint="drop unneeded distributions (strip.drop), add remove globs, move models to S3, "
+                               f"or build a container image (10 GB): layers build {recipe.name} --image")
 
     stem = output_stem(recipe, target)
     staging = scratch / "out"
@@ -203,6 +211,62 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
         _move_into(staging / name, destination / name)
     final_zip = dataclasses.replace(zipped, path=destination / f"{stem}.zip")
     return BuildResult(recipe.name, target, final_zip, destination / f"{stem}.report.json",
+                       destination / f"{stem}.lock.json", report)
+
+
+IMAGE_LIMIT = 10 * (1 << 30)
+_IMAGE_IMPORT_CHECK = """
+import importlib, sys
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    if not (getattr(module, "__file__", "") or "").startswith("/opt/python/"):
+        raise SystemExit("%s came from %s, not /opt/python" % (name, module.__file__))
+print("IMAGE-OK")
+"""
+
+
+def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, backend: Backend,
+                  options: BuildOptions, reporter: Reporter, timer: _Timer, stages, installed: Inventory,
+                  final: Inventory) -> BuildResult:
+    """The stripped, verified tree as a Lambda container image; its imports checked in the image itself."""
+    from .container import Container
+    from .errors import VerifyError
+    from .images import build_function_image, docker_platform
+
+    if final.total > IMAGE_LIMIT:
+        raise BudgetError(f"{recipe.name} is {human(final.total)} unzipped, over the 10 GB of a container image")
+    identity = layer_identity(recipe, stages.resolution.lock.digest, backend.environment_id(target))
+    base = options.function_base or target.runtime.function_image(target.arch)
+    tag = f"lambda-layer-builder/function-{recipe.name}:{identity[:16]}"
+    image = timer.run("image", build_function_image, backend.client, tree, base, tag, target.arch, reporter.step)
+    reporter.step("verify: import the smoke imports in the image")
+    with Container(image.tag, client=backend.client, platform=docker_platform(target.arch)) as box:
+        checked = box.call([f"python{target.runtime.python}", "-c", _IMAGE_IMPORT_CHECK, *recipe.smoke.imports],
+                           env={"PYTHONPATH": "/opt/python"})
+    if not checked.ok or "IMAGE-OK" not in checked.stdout:
+        raise VerifyError(f"the image {image.tag} cannot import its stack:\n{checked.tail(8)}")
+    report = {
+        "recipe": recipe.name, "runtime": target.runtime.name, "architecture": target.arch,
+        "backend": backend.name, "builder_version": __version__, "identity": identity,
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "lock_digest": stages.resolution.lock.digest, "versions": stages.resolution.lock.versions(),
+        "image": {"tag": image.tag, "id": image.image_id, "base": image.base, "size_bytes": image.size,
+                  "limit_bytes": IMAGE_LIMIT},
+        "sizes": {"installed_bytes": installed.total, "layer_bytes": final.total},
+        "over_layer_budget": final.total > recipe.unzipped_budget,
+        "verification": stages.verification.to_json() | {"image_imports": "passed"},
+        "seconds": timer.seconds,
+    }
+    stem = output_stem(recipe, target)
+    staging = scratch / "out"
+    staging.mkdir()
+    _write_json(staging / f"{stem}.image.json", report)
+    _write_json(staging / f"{stem}.lock.json", stages.resolution.lock.to_json())
+    destination = options.out_dir / recipe.name
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (f"{stem}.lock.json", f"{stem}.image.json"):
+        _move_into(staging / name, destination / name)
+    return BuildResult(recipe.name, target, None, destination / f"{stem}.image.json",
                        destination / f"{stem}.lock.json", report)
 
 

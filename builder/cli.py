@@ -77,6 +77,10 @@ def build(
         help="Install exactly this lock (a .lock.json written by a build), hashes enforced.")] = None,
     compare_to: Annotated[Optional[Path], typer.Option(
         "--compare-to", help="Another build's zip: list every difference, with its reason, in the report.")] = None,
+    image: Annotated[bool, typer.Option(
+        "--image", help="Build a Lambda container image (10 GB) instead of a layer zip (250 MB); Docker backend.")] = False,
+    function_base: Annotated[Optional[str], typer.Option(
+        "--function-base", help="With --image: the image's base (default: public.ecr.aws/lambda/python:X.Y).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory; files go to OUT/RECIPE/.")] = Path("dist"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the build report(s) as JSON on stdout.")] = False,
     import_timing: Annotated[bool, typer.Option(help="Measure the smoke imports' cold import time.")] = True,
@@ -102,10 +106,11 @@ def build(
         runner = _runner(verbose)
         reports = []
         for one in arches:
-            chosen = choose_backend(backend, Target(loaded.runtime_info, one), runner, reporter,
+            chosen = choose_backend("docker" if image else backend, Target(loaded.runtime_info, one), runner, reporter,
                                     base_image or loaded.base_image or None)
             use = locked or committed_lock(loaded, one, reporter.notice)
-            options = BuildOptions(out_dir=out_dir, time_imports=import_timing, lock=use, compare_to=compare_to)
+            options = BuildOptions(out_dir=out_dir, time_imports=import_timing, lock=use, compare_to=compare_to,
+                                   image=image, function_base=function_base)
             result = run_build(loaded, one, chosen, options, reporter)
             reports.append(result.report)
             if not as_json:
@@ -157,6 +162,11 @@ def diff(
 
 def _show_build(result) -> None:
     report = result.report
+    if result.zip is None:
+        image = report["image"]
+        out.print(f"[green]built image[/] {image['tag']} ({human(image['size_bytes'])}, "
+                  f"stack {human(report['sizes']['layer_bytes'])}) FROM {image['base']}; report {result.report_path}")
+        return
     rules = Table(title="strip rules", title_justify="left")
     rules.add_column("rule")
     rules.add_column("files", justify="right")

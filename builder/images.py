@@ -109,3 +109,55 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
         raise BuildError(f"the build image from {base} failed (does it meet the base-image contract?):\n{tail}",
                          hint="see dockerfiles/README.md for what a base image needs") from None
     return BuildImage(tag, base, built=True, base_id=base_attrs["Id"])
+
+
+FUNCTION_DOCKERFILE = """\
+# Written by lambda-layer-builder: the recipe's stripped, verified tree as a
+# Lambda container image (10 GB limit instead of a layer's 250 MB). Build
+# your function FROM this image and COPY your handler to ${LAMBDA_TASK_ROOT}.
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+COPY python/ /opt/python/
+ENV PYTHONPATH=/opt/python
+"""
+
+
+@dataclass(frozen=True)
+class FunctionImage:
+    tag: str
+    image_id: str
+    base: str
+    size: int
+
+
+def build_function_image(client, tree: Path, base: str, tag: str, arch: str,
+                         on_step: Callable[[str], None] = lambda title: None) -> FunctionImage:
+    """An image FROM ``base`` holding ``tree`` at /opt/python (where Lambda's Python looks for layers)."""
+    import tempfile
+
+    import docker.errors
+
+    if not _have(client, base):
+        on_step(f"pull {base}")
+        try:
+            client.images.pull(base, platform=docker_platform(arch))
+        except docker.errors.APIError as exc:
+            raise BuildError(f"cannot pull the function base image {base}: {exc.explanation or exc}",
+                             hint="pass --base-image with a Lambda Python base image this engine has") from None
+    check_architecture(client.images.get(base).attrs, base, arch)
+    on_step(f"build the function image {tag} from {base}")
+    with tempfile.TemporaryFile() as context:  # on disk: a stack too big for a layer is big
+        with tarfile.open(fileobj=context, mode="w") as archive:
+            data = FUNCTION_DOCKERFILE.encode()
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+            archive.add(tree, arcname="python")
+        context.seek(0)
+        try:
+            image, _ = client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
+                                           buildargs={"BASE_IMAGE": base}, pull=False, platform=docker_platform(arch))
+        except docker.errors.BuildError as exc:
+            lines = [str(item.get("stream", item.get("error", ""))).rstrip() for item in exc.build_log]
+            raise BuildError("the function image failed to build:\n" + "\n".join(l for l in lines if l)[-1500:]) from None
+    return FunctionImage(tag, image.id, base, int(image.attrs.get("Size", 0)))

@@ -35,6 +35,7 @@ class Runtime:
     architectures: tuple[str, ...]
     deprecated: _dt.date
     image_template: str
+    function_image_template: str = "public.ecr.aws/lambda/python:{python}{arch_suffix}"
 
     @property
     def python_tuple(self) -> tuple[int, int]:
@@ -47,6 +48,10 @@ class Runtime:
 
     def is_deprecated(self, today: _dt.date | None = None) -> bool:
         return (today or _dt.date.today()) >= self.deprecated
+
+    def function_image(self, arch: str) -> str:
+        """AWS's base image for a Lambda container image of this runtime."""
+        return self.function_image_template.format(python=self.python, arch_suffix="-arm64" if arch == "arm64" else "")
 
     def build_image(self, arch: str) -> str:
         return self.image_template.format(
@@ -98,6 +103,7 @@ def all_runtimes() -> dict[str, Runtime]:
             architectures=tuple(row["architectures"]),
             deprecated=row["deprecated"],
             image_template=template,
+            function_image_template=table["image"]["function_template"],
         )
     return out
 
