@@ -35,6 +35,7 @@ from .errors import BudgetError, UsageError
 from .events import Reporter, Silent
 from .interpreters import Interpreter
 from .lockfile import layer_identity
+from .trace import PruneReport, Pruner
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .recipe import Recipe
 from .strip import StripContext, StripReport, installed_distributions, strip_tree
@@ -116,6 +117,7 @@ class _TargetStages:
     interpreter: Interpreter | None
     where: str
     notes: tuple[str, ...]
+    pruned: PruneReport | None = None
 
 
 def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Recipe, options: BuildOptions,
@@ -142,6 +144,17 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
         include_runtime_modules(tree, ("model_loader",))
 
     interpreter = session.interpreter
+    pruned: PruneReport | None = None
+    if recipe.strip.profile == "trace":
+        if interpreter is None:
+            pruned = PruneReport(status=f"not run: no python{target.runtime.python} for {target.arch} here")
+            reporter.notice(f"trace pruning {pruned.status}; the layer is stripped the standard way")
+        else:
+            reporter.step("trace the workload; keep what it uses; experiment with optional drops")
+            pruned = timer.run("trace_prune", Pruner(tree, recipe.smoke, interpreter, session.runner, session.tmp,
+                                                     scratch / "pruned-aside").run)
+            if pruned.status != "pruned":
+                reporter.notice(f"trace pruning {pruned.status}")
     bytecode: BytecodeResult | None = None
     if recipe.bytecode != "none":
         if interpreter is None:
@@ -164,7 +177,7 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
         import_seconds = timer.run("import_timing", time_imports, tree, recipe.smoke.imports, interpreter,
                                    session.runner, options.import_runs, session.tmp)
     return _TargetStages(resolution, installed, owners, stripped, bytecode, verification, import_seconds,
-                         interpreter, session.where, session.notes)
+                         interpreter, session.where, session.notes, pruned)
 
 
 def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
@@ -346,6 +359,7 @@ def _report(recipe, target, backend, resolution, installed: Inventory, final: In
                        "biggest": [{"path": p, "bytes": n} for p, n in r.biggest], "notes": list(r.notes)}
                       for r in stripped.rules],
         },
+        "trace_prune": stages.pruned.to_json() if stages.pruned else None,
         "bytecode": {
             "mode": recipe.bytecode,
             "compiled_by": f"python{interpreter.version}" if bytecode and interpreter else None,

@@ -90,7 +90,8 @@ def parse_pin(line: str) -> Pin:
 
 
 class StripSettings(_Frozen):
-    profile: Literal["none", "standard"]
+    # "trace": standard, then keep only what the smoke workload uses (trace.py).
+    profile: Literal["none", "standard", "trace"]
     remove: tuple[str, ...]
     keep: tuple[str, ...]
     # Distributions removed whole (their files, as listed in their RECORD).

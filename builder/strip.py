@@ -58,6 +58,8 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "standard": ("installer-bytecode", "drop", "recipe-remove", "tests", "scripts", "headers",
                  "docs-examples", "debug-symbols", "dist-info"),
 }
+# The trace profile strips like standard, then prunes to what the workload uses (trace.py, run by build.py).
+PROFILES["trace"] = PROFILES["standard"]
 
 
 @dataclass(frozen=True)
