@@ -111,6 +111,21 @@ def test_trace_pruned_tf18_runs_its_workload_and_is_smaller(tmp_path):
     # Measured: 162.6 MiB; the shared objects the workload loads are 142 MiB of it (see the README).
     assert lean["budget"]["unzipped_bytes"] <= 175 * 10**6
 
+    # The planner: an 85 MB model fits in the package beside the pruned layer, not beside the standard one.
+    def recommended(zip_path: Path) -> str:
+        planned = subprocess.run([sys.executable, "-m", "builder", "plan", "--layer", str(zip_path),
+                                  "--function-size", "5MB", "--model", "model.h5=85MB", "--json"],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert planned.returncode == 0, planned.stderr
+        return json.loads(planned.stdout)["recommended"]
+
+    standard = ROOT / "dist/tf18/tf18-python3.6-x86_64.zip"
+    if not standard.is_file():
+        subprocess.run(["make", "layer", "RECIPE=tf18", "BACKEND=pip"], cwd=ROOT, check=True, capture_output=True,
+                       timeout=1800)
+    assert recommended(ROOT / "dist/tf18-lean/tf18-lean-python3.6-x86_64.zip") == "package"
+    assert recommended(standard) == "s3-tmp"
+
 
 def test_over_budget_fails_naming_the_biggest_and_writes_nothing(tmp_path):
     # A 245 MiB reserve leaves 5 MiB for the layer; NumPy alone is ~40 MiB.
