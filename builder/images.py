@@ -69,21 +69,29 @@ def check_architecture(image_attrs: dict, name: str, arch: str) -> None:
                          hint=f"pass --base-image with a {DOCKER_ARCH[arch]} image, or use --backend pip")
 
 
+def present_base(client, base: str, arch: str, on_step: Callable[[str], None], *, what: str, hint: str) -> dict:
+    """Pull ``base`` if this engine lacks it; refuse one for another architecture. Returns its attributes."""
+    import docker.errors
+
+    if not _have(client, base):
+        on_step(f"pull {what} {base} (first use; AWS's images are about 1 GB)")
+        try:
+            client.images.pull(base, platform=docker_platform(arch))
+        except docker.errors.APIError as exc:
+            raise BuildError(f"cannot pull {what} {base}: {exc.explanation or exc}", hint=hint) from None
+    attrs = client.images.get(base).attrs
+    check_architecture(attrs, base, arch)
+    return attrs
+
+
 def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | None = None,
                        on_step: Callable[[str], None] = lambda title: None) -> BuildImage:
     import docker.errors
 
     base = base_image or runtime.build_image(arch)
     text = dockerfile_for(runtime).read_text()
-    if not _have(client, base):
-        on_step(f"pull the base image {base} (first use; SAM build images are about 1 GB)")
-        try:
-            client.images.pull(base, platform=docker_platform(arch))
-        except docker.errors.APIError as exc:
-            raise BuildError(f"cannot pull the base image {base}: {exc.explanation or exc}",
-                             hint="pass --base-image with an image this engine has (see dockerfiles/README.md)") from None
-    base_attrs = client.images.get(base).attrs
-    check_architecture(base_attrs, base, arch)
+    base_attrs = present_base(client, base, arch, on_step, what="the base image",
+                              hint="pass --base-image with an image this engine has (see dockerfiles/README.md)")
     # The base's image ID, not its name: a re-pulled ``latest`` is a new base.
     tag = image_tag(text, base_attrs["Id"], runtime.python)
     if _have(client, tag):
@@ -137,14 +145,8 @@ def build_function_image(client, tree: Path, base: str, tag: str, arch: str,
 
     import docker.errors
 
-    if not _have(client, base):
-        on_step(f"pull {base}")
-        try:
-            client.images.pull(base, platform=docker_platform(arch))
-        except docker.errors.APIError as exc:
-            raise BuildError(f"cannot pull the function base image {base}: {exc.explanation or exc}",
-                             hint="pass --base-image with a Lambda Python base image this engine has") from None
-    check_architecture(client.images.get(base).attrs, base, arch)
+    present_base(client, base, arch, on_step, what="the function base image",
+                 hint="pass --function-base with a Lambda Python base image this engine has")
     on_step(f"build the function image {tag} from {base}")
     with tempfile.TemporaryFile() as context:  # on disk: a stack too big for a layer is big
         with tarfile.open(fileobj=context, mode="w") as archive:
