@@ -21,6 +21,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -103,7 +104,9 @@ def test_strips_debug_info_and_still_loads(debug_lib, tmp_path):
     assert sorted(os.listdir(lib.parent)) == ["_dbg.so"]  # no temporary file left behind
     _loads(lib)
     strip_runs = [argv for argv in runner.history if "--strip-unneeded" in argv]
-    assert len(strip_runs) == 1 and strip_runs[0][-1] == str(lib)  # original only read, via -o
+    # The tool works on a copy beside the original; the original is only replaced once checked.
+    assert len(strip_runs) == 1 and Path(strip_runs[0][-1]).parent == lib.parent
+    assert Path(strip_runs[0][-1]).name.startswith("._dbg.so.") and str(lib) not in strip_runs[0]
 
 
 def test_second_run_has_nothing_to_do(debug_lib, tmp_path):
@@ -177,14 +180,14 @@ def test_find_strip_tool_with_only_llvm_or_nothing():
 # --- a strip that breaks or fails (fake tool on PATH) ---------------------
 
 FAKE_STRIP = """#!{python}
-# Fake strip for tests: answers --info like GNU strip, "strips" by copying and
-# then {what}.
+# Fake strip for tests: answers --info like GNU strip, "strips" each file
+# named on the command line in place: it {what}.
 import shutil, struct, sys
 if "--info" in sys.argv:
     print("elf64-x86-64\\n elf64-littleaarch64")
     sys.exit(0)
-out = sys.argv[sys.argv.index("-o") + 1]
-src = sys.argv[-1]
+for src in [arg for arg in sys.argv[1:] if not arg.startswith("-")]:
+    out = src
 {body}
 """
 
@@ -211,7 +214,7 @@ def fake_strip(tmp_path, monkeypatch):
         bindir = tmp_path / "fakebin"
         bindir.mkdir()
         tool = bindir / "strip"
-        tool.write_text(FAKE_STRIP.format(python=sys.executable, what=what, body=body))
+        tool.write_text(FAKE_STRIP.format(python=sys.executable, what=what, body=textwrap.indent(body, "    ")))
         tool.chmod(0o755)
         monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
         return tool
