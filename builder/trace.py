@@ -38,7 +38,7 @@ from .verify import run_smoke_test
 MIB = 1 << 20
 # Experiments: only directories at least this big are worth a workload run each.
 EXPERIMENT_MIN_BYTES = 2 * MIB
-MAX_EXPERIMENTS = 12
+MAX_EXPERIMENTS = 20
 
 _TRACER = r'''
 import builtins, io, json, os, sys
@@ -254,10 +254,10 @@ class Pruner:
                                             "why": "the workload passes without it"})
 
     def _next_candidate(self, tried: set[str]) -> tuple[str, int] | None:
-        """The biggest package directory (top level or one below) not tried yet.
+        """The biggest package directory (top level or one below), or large file, not tried yet.
 
         The packages the smoke test imports by name are never candidates
-        themselves (their subpackages may be).
+        themselves (their subpackages and files may be).
         """
         named = {name.split(".")[0] for name in self.smoke.imports}
         sizes: dict[str, int] = {}
@@ -269,9 +269,10 @@ class Pruner:
                 if len(parts) > depth:
                     key = "/".join(parts[:depth])
                     sizes[key] = sizes.get(key, 0) + size
+            if size >= EXPERIMENT_MIN_BYTES:
+                sizes[rel] = size  # a large file on its own: an optional extension, say
         candidates = [(rel, size) for rel, size in sizes.items()
-                      if rel not in tried and rel not in named and size >= EXPERIMENT_MIN_BYTES
-                      and (self.tree / rel).is_dir()]
+                      if rel not in tried and rel not in named and size >= EXPERIMENT_MIN_BYTES]
         return max(candidates, key=lambda item: item[1]) if candidates else None
 
 
