@@ -1,6 +1,6 @@
 """Typed errors of the library.
 
-The library raises; only ``builder.cli`` prints. Each error carries the exit
+The library raises; only the CLI (``builder.cli*``) prints. Each error carries the exit
 code the CLI returns and an optional hint (the one line that tells the user
 what to do next), so the mapping from failure to message lives here, once.
 """

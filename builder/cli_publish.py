@@ -1,0 +1,339 @@
+"""``layers publish``, ``arns``, ``prune`` and ``plan``: the commands about AWS and Lambda's limits.
+
+Part of the CLI (``builder.cli``): the same consoles, error mapping and
+reporter; the library does the work (``publish``, ``manifest``, ``plan``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .cli import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
+from .errors import LayerError, UsageError
+from .measure import human
+
+# -- publishing ----------------------------------------------------------------
+Regions = Annotated[Optional[str], typer.Option("--regions", help="Comma-separated regions, e.g. us-east-1,eu-west-1.")]
+ManifestDir = Annotated[Path, typer.Option("--manifests", help="Where published/RECIPE.json manifests live.")]
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def _aws_client():
+    """The AWS seam as the commands use it: Lambda's rate, and the retry policy (tunable from the environment)."""
+    import os
+
+    from .aws import AwsClient, RateLimiter
+    from .publish import lambda_api
+
+    try:
+        attempts = int(os.environ.get("LAYERS_AWS_MAX_ATTEMPTS", "8"))
+        base_delay = float(os.environ.get("LAYERS_AWS_BASE_DELAY", "0.5"))
+    except ValueError:
+        raise UsageError("LAYERS_AWS_MAX_ATTEMPTS and LAYERS_AWS_BASE_DELAY must be numbers") from None
+    return AwsClient(limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]),
+                     max_attempts=max(1, attempts), base_delay=base_delay)
+
+
+def _artifacts(target: str, arch: str | None, out_dir: Path, recipes_dir: Path | None, reporter, verbose: bool):
+    """The built layers to publish: a zip, or a recipe's zips (built first where missing)."""
+    from .artifact import built_zip, load_artifact
+
+    if target.endswith(".zip"):
+        return [load_artifact(Path(target))]
+    from .backends.base import Target
+    from .backends.select import choose_backend
+    from .build import BuildOptions, build as run_build
+    from .lockfile import committed_lock
+    from .recipe import load_recipe
+
+    recipe = load_recipe(target, recipes_dir)
+    arches = [arch] if arch else list(recipe.architectures)
+    found = []
+    for one in arches:
+        path = built_zip(out_dir, recipe.name, recipe.runtime, one)
+        if not path.is_file():
+            reporter.notice(f"{path} is not built yet: building it first")
+            runner = _runner(verbose)
+            backend = choose_backend("auto", Target(recipe.runtime_info, one), runner, reporter,
+                                     recipe.base_image or None)
+            run_build(recipe, one, backend,
+                      BuildOptions(out_dir=out_dir, lock=committed_lock(recipe, one, reporter.notice)), reporter)
+        found.append(load_artifact(path))
+    return found
+
+
+@app.command()
+def publish(
+    target: Annotated[str, typer.Argument(metavar="RECIPE|ZIP", help="A recipe name (its built zips) or a zip.")],
+    regions: Regions = None,
+    all_regions: Annotated[bool, typer.Option("--all-regions", help="Every region the account has enabled.")] = False,
+    public: Annotated[bool, typer.Option("--public", help="Let every AWS account use the layer.")] = False,
+    principal: Annotated[Optional[list[str]], typer.Option(
+        "--principal", help="An AWS account ID allowed to use the layer (repeatable).")] = None,
+    org_id: Annotated[Optional[str], typer.Option("--org-id", help="Let an AWS Organization use the layer.")] = None,
+    runtimes: Annotated[Optional[str], typer.Option(help="Compatible runtimes (default: the build's).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Publish one architecture of the recipe.")] = None,
+    direct: Annotated[bool, typer.Option("--direct", help="Upload the zip in the API call (under 50 MB), not via S3.")] = False,
+    bucket_template: Annotated[str, typer.Option(help="Staging bucket name; {account} and {region} are filled in.")]
+        = "lambda-layer-builder-{account}-{region}",
+    force: Annotated[bool, typer.Option("--force", help="Publish a layer whose smoke test did not run.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where built zips are (dist/).")] = Path("dist"),
+    manifests: ManifestDir = Path("published"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan or the outcome as JSON.")] = False,
+    recipes_dir: RecipesDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Publish a built layer as a new version in every asked region that lacks this zip."""
+    from .manifest import Manifest, manifest_path
+    from .publish import Executor, Grant, PublishRequest, check_request, make_plan, read_latest
+
+    reporter = RichReporter(err, quiet=as_json)
+    failed = False
+    try:
+        if bool(regions) == all_regions:
+            raise UsageError("say where: --regions R1,R2,... or --all-regions")
+        grants = ([Grant.public()] if public else []) + [Grant.account(a) for a in principal or []] \
+            + ([Grant.organization(org_id)] if org_id else [])
+        request = PublishRequest(regions=_split(regions), grants=tuple(grants), runtimes=_split(runtimes),
+                                 direct_upload=direct, force=force, bucket_template=bucket_template)
+        artifacts = _artifacts(target, arch, out_dir, recipes_dir, reporter, verbose)
+        for artifact in artifacts:
+            check_request(artifact, request)  # before any AWS call
+        aws = _aws_client()
+        account = aws.account_id()
+        asked = request.regions or tuple(aws.enabled_regions())  # the account's own list needs no check
+        results = []
+        for artifact in artifacts:
+            reporter.step(f"read {artifact.published_name} in {len(asked)} region(s)")
+            plan = make_plan(artifact, request, asked, account, read_latest(aws, artifact.published_name, asked))
+            if dry_run:
+                results.append({"plan": plan.to_json()})
+                if not as_json:
+                    _show_plan(plan)
+                continue
+            manifest = Manifest.load(manifest_path(manifests, artifact.recipe), artifact.recipe)
+            uploads = len([r for r in plan.to_publish if plan.upload == "s3"])
+            with reporter.progress("upload", artifact.zipped_bytes * max(uploads, 1)) as advance:
+                outcomes = Executor(aws, manifest, progress=advance).run(plan)
+            failed = failed or any(o.failed for o in outcomes)
+            results.append({"plan": plan.to_json(), "outcomes": [_outcome_json(o) for o in outcomes],
+                            "manifest": str(manifest.path), "retries": len(aws.retries)})
+            if not as_json:
+                _show_outcomes(plan, outcomes, manifest.path)
+    except LayerError as error:
+        _fail(error)
+    if as_json:
+        out.print_json(json.dumps(results if len(results) > 1 else results[0]))
+    if failed:
+        err.print("[bold red]error:[/] some regions failed; run the same command again to finish them")
+        raise typer.Exit(7)
+
+
+def _outcome_json(outcome) -> dict:
+    version = outcome.version
+    return {"region": outcome.region, "status": outcome.status, "message": outcome.message,
+            "version": version.version if version else None, "arn": version.arn if version else None,
+            "uploaded": outcome.uploaded, "granted": list(outcome.granted), "seconds": outcome.seconds}
+
+
+def _show_plan(plan) -> None:
+    table = Table(title=f"plan: {plan.layer_name} ({plan.artifact.arch}, {', '.join(plan.runtimes)}), "
+                        f"upload via {plan.upload}", title_justify="left")
+    for column in ("region", "action", "why", "staging bucket"):
+        table.add_column(column)
+    for region in plan.regions:
+        table.add_row(region.region, region.action, region.reason, region.bucket or "-")
+    out.print(table)
+    if plan.grants:
+        out.print("grants: " + ", ".join(g.describe() for g in plan.grants))
+    out.print(f"[dim]description: {plan.description}[/]")
+
+
+def _show_outcomes(plan, outcomes, manifest_file: Path) -> None:
+    table = Table(title=f"published {plan.layer_name}", title_justify="left")
+    for column in ("region", "outcome", "version", "ARN or error"):
+        table.add_column(column, overflow="fold")
+    colours = {"published": "green", "adopted": "green", "unchanged": "dim", "failed": "red"}
+    for outcome in outcomes:
+        table.add_row(outcome.region, f"[{colours[outcome.status]}]{outcome.status}[/]",
+                      str(outcome.version.version) if outcome.version else "-",
+                      outcome.version.arn if outcome.version else outcome.message)
+    out.print(table)
+    out.print(f"manifest: {manifest_file}")
+
+
+@app.command()
+def arns(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (reads published/RECIPE.json).")],
+    region: Annotated[Optional[str], typer.Option(help="Only this region.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv | terraform")] = "table",
+    manifests: ManifestDir = Path("published"),
+) -> None:
+    """Print the published layer ARNs of a recipe."""
+    from .manifest import Manifest, manifest_path, render
+
+    try:
+        path = manifest_path(manifests, recipe)
+        if not path.is_file():
+            raise UsageError(f"nothing published for {recipe} ({path} does not exist)",
+                             hint=f"layers publish {recipe} --regions ...")
+        rows = Manifest.load(path, recipe).rows(region)
+        if fmt == "table":
+            table = Table(title=f"{recipe}: published layers", title_justify="left")
+            for column in ("layer", "arch", "region", "version", "ARN"):
+                table.add_column(column, overflow="fold")
+            for e in rows:
+                table.add_row(e.layer_name, e.architecture, e.region, str(e.version), e.arn)
+            out.print(table)
+        else:
+            print(render(rows, fmt, recipe))
+    except LayerError as error:
+        _fail(error)
+
+
+@app.command()
+def prune(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (its layers in published/RECIPE.json).")],
+    keep: Annotated[int, typer.Option(help="Versions to keep per region, newest first.")] = 3,
+    regions: Regions = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be deleted; delete nothing.")] = False,
+    manifests: ManifestDir = Path("published"),
+) -> None:
+    """Delete old layer versions in every region, never the one the manifest names as current."""
+    from .manifest import Manifest, manifest_path
+    from .publish import check_regions, plan_prune
+
+    try:
+        manifest = Manifest.load(manifest_path(manifests, recipe), recipe)
+        if not manifest.entries:
+            raise UsageError(f"nothing published for {recipe}", hint="prune works on layers the manifest names")
+        asked = _split(regions)
+        check_regions(asked)
+        aws = _aws_client()
+        table = Table(title=f"prune {recipe}: keep {keep}" + (" (dry run)" if dry_run else ""), title_justify="left")
+        for column in ("layer", "region", "current", "deleted" if not dry_run else "would delete"):
+            table.add_column(column)
+        for layer_name in sorted({e.layer_name for e in manifest.entries.values()}):
+            in_manifest = {e.region: e.version for e in manifest.entries.values() if e.layer_name == layer_name}
+            where = [r for r in (asked or sorted(in_manifest))]
+            listed = {r: aws.layer_versions(r, layer_name) for r in where}
+            doomed = plan_prune(listed, keep, in_manifest)
+            for region in where:
+                if not dry_run:
+                    for version in doomed[region]:
+                        aws.delete_version(region, layer_name, version)
+                table.add_row(layer_name, region, str(in_manifest.get(region, "-")),
+                              ", ".join(map(str, doomed[region])) or "-")
+        out.print(table)
+    except LayerError as error:
+        _fail(error)
+
+
+# -- planning ------------------------------------------------------------------------
+def _size(text: str, what: str) -> int:
+    from .recipe import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+
+
+def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
+    from .artifact import built_zip, load_artifact
+    from .plan import Item
+    from .recipe import load_recipe
+
+    if "=" in text:
+        name, size = text.rsplit("=", 1)
+        return Item(name, _size(size, f"--layer {text}"), "given")
+    if text.endswith(".zip"):
+        artifact = load_artifact(Path(text))
+    else:
+        recipe = load_recipe(text, recipes_dir)
+        path = built_zip(out_dir, recipe.name, recipe.runtime, arch)
+        if not path.is_file():
+            raise UsageError(f"{recipe.name} is not built for {arch} ({path} is missing)",
+                             hint=f"layers build {recipe.name} --arch {arch}, or give its size: --layer {text}=150MB")
+        artifact = load_artifact(path)
+    return Item(artifact.recipe, artifact.unzipped_bytes, f"build report of {artifact.zip_path.name}")
+
+
+def _plan_model(text: str):
+    from .plan import Item
+
+    location, size = text.rsplit("=", 1) if "=" in text else (text, "")
+    if size:
+        return Item(location, _size(size, f"--model {text}"), "given")
+    if location.startswith("s3://"):
+        bucket, _, key = location[5:].partition("/")
+        aws = _aws_client()
+        region = (aws.call("s3", "us-east-1", "GetBucketLocation", Bucket=bucket).get("LocationConstraint")
+                  or "us-east-1")
+        head = aws.call("s3", region, "HeadObject", Bucket=bucket, Key=key)
+        return Item(location, int(head["ContentLength"]), "S3 HeadObject")
+    path = Path(location)
+    if not path.is_file():
+        raise UsageError(f"no model file {path}", hint="give its size instead: --model NAME=100MB")
+    return Item(path.name, path.stat().st_size, "file")
+
+
+@app.command("plan")
+def plan_command(
+    layer: Annotated[Optional[list[str]], typer.Option(
+        "--layer", help="RECIPE (its build), a zip, or NAME=SIZE; up to 5.")] = None,
+    function_size: Annotated[str, typer.Option("--function-size", help="The function's own code, unzipped.")] = "0",
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", help="A model: PATH, s3://BUCKET/KEY (size asked of S3) or either with =SIZE.")] = None,
+    ephemeral: Annotated[str, typer.Option(help="The function's /tmp (512MB to 10240MB).")] = "512MiB",
+    arch: Annotated[str, typer.Option(help="Which build of each recipe.")] = "x86_64",
+    out_dir: Annotated[Path, typer.Option("--out", help="Where built zips are.")] = Path("dist"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    recipes_dir: RecipesDir = None,
+) -> None:
+    """Where do the layers and the models fit? The package, S3 + /tmp, or a container image."""
+    from .plan import plan_budget
+
+    try:
+        layers = [_plan_layer(text, arch, out_dir, recipes_dir) for text in layer or []]
+        models = [_plan_model(text) for text in model or []]
+        plan = plan_budget(_size(function_size, "--function-size"), layers, models,
+                           _size(ephemeral, "--ephemeral"))
+    except LayerError as error:
+        _fail(error)
+    if as_json:
+        out.print_json(json.dumps(plan.to_json()))
+        return
+    sizes = Table(title="what the function carries", title_justify="left")
+    for column in ("item", "size", "from"):
+        sizes.add_column(column)
+    sizes.add_row("function code", human(plan.function), "--function-size")
+    for item in plan.layers:
+        sizes.add_row(f"layer {item.name}", human(item.bytes), item.source)
+    for item in plan.models:
+        sizes.add_row(f"model {item.name}", human(item.bytes), item.source)
+    out.print(sizes)
+    table = Table(title="where the models can go", title_justify="left")
+    for column in ("option", "measure", "needs", "limit", ""):
+        table.add_column(column, overflow="fold")
+    for option in plan.options:
+        for i, check in enumerate(option.checks):
+            limit = str(check.limit) if check.measure == "layers" else human(check.limit)
+            value = str(check.value) if check.measure == "layers" else human(check.value)
+            table.add_row(option.title if i == 0 else "", check.measure, value, limit,
+                          "[green]fits[/]" if check.ok else "[red]over[/]")
+    out.print(table)
+    best = plan.recommended
+    if best is None:
+        out.print("[red]nothing fits[/]: even a container image is over 10 GB")
+    else:
+        out.print(f"[bold]recommended:[/] {best.title}: {best.advice}")
