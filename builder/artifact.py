@@ -41,8 +41,12 @@ class Artifact:
 
     @property
     def published_name(self) -> str:
-        """One layer per architecture; the x86_64 one keeps the plain name."""
-        return self.layer_name if self.arch == "x86_64" else f"{self.layer_name}-{self.arch}"
+        return published_name(self.layer_name, self.arch)
+
+
+def published_name(layer_name: str, arch: str) -> str:
+    """One layer per architecture; the x86_64 one keeps the plain name."""
+    return layer_name if arch == "x86_64" else f"{layer_name}-{arch}"
 
 
 def report_path_for(zip_path: Path) -> Path:

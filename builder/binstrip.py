@@ -218,11 +218,14 @@ def _strip_batch(batch: list[tuple[Path, ElfInfo, list[str]]], runner: Runner) -
         if not copies:
             return results
         result = runner.run([*tool, "--strip-unneeded", *(str(tmp) for *_, tmp in copies)])
-        output = (result.stdout + "\n" + result.stderr).splitlines()
+        text = result.stdout + "\n" + result.stderr
+        output = text.splitlines()
+        # A failure that names no file (the tool itself broke) counts against every file.
+        failed_globally = not result.ok and not any(str(tmp) in text for *_, tmp in copies)
         for path, before, original, tmp in copies:
             complaints = [line.replace(str(tmp), str(path)) for line in output
                           if str(tmp) in line and "warning" not in line.lower()]
-            if complaints or (not result.ok and not any(str(t) in "\n".join(output) for *_, t in copies)):
+            if complaints or failed_globally:
                 last = complaints[-1] if complaints else (result.tail(1) or f"exit code {result.returncode}")
                 results.append((path, "restored", f"{tool[0]} failed: {last}"))
                 continue

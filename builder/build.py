@@ -218,10 +218,8 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
         report["comparison"] = compare_zips(zipped.path, options.compare_to).to_json()
     _write_json(staging / f"{stem}.report.json", report)
     _write_json(staging / f"{stem}.lock.json", resolution.lock.to_json())
-    destination = options.out_dir / recipe.name
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in (f"{stem}.lock.json", f"{stem}.report.json", f"{stem}.zip"):
-        _move_into(staging / name, destination / name)
+    destination = _deliver(staging, options.out_dir / recipe.name,
+                           (f"{stem}.lock.json", f"{stem}.report.json", f"{stem}.zip"))
     final_zip = dataclasses.replace(zipped, path=destination / f"{stem}.zip")
     return BuildResult(recipe.name, target, final_zip, destination / f"{stem}.report.json",
                        destination / f"{stem}.lock.json", report)
@@ -275,10 +273,7 @@ def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, bac
     staging.mkdir()
     _write_json(staging / f"{stem}.image.json", report)
     _write_json(staging / f"{stem}.lock.json", stages.resolution.lock.to_json())
-    destination = options.out_dir / recipe.name
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in (f"{stem}.lock.json", f"{stem}.image.json"):
-        _move_into(staging / name, destination / name)
+    destination = _deliver(staging, options.out_dir / recipe.name, (f"{stem}.lock.json", f"{stem}.image.json"))
     return BuildResult(recipe.name, target, None, destination / f"{stem}.image.json",
                        destination / f"{stem}.lock.json", report)
 
@@ -292,6 +287,14 @@ def include_runtime_modules(tree: Path, modules: tuple[str, ...]) -> None:
     package.mkdir(exist_ok=True)
     for name in ("__init__", *modules):
         shutil.copyfile(RUNTIME_MODULES / f"{name}.py", package / f"{name}.py")
+
+
+def _deliver(staging: Path, destination: Path, names: tuple[str, ...]) -> Path:
+    """Move finished files from scratch into ``destination`` (dist/RECIPE/), each by rename."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        _move_into(staging / name, destination / name)
+    return destination
 
 
 def _move_into(source: Path, destination: Path) -> None:

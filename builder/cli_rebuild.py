@@ -43,8 +43,8 @@ def lock(
     from .backends.base import Target
     from .backends.select import choose_backend
     from .lockfile import LockFile, load_lockfile, lock_path, requirements_digest, save_lockfile, version_changes
+    from .rebuild import resolve_afresh
     from .recipe import load_recipe
-    import tempfile
 
     reporter = RichReporter(err)
     try:
@@ -62,11 +62,7 @@ def lock(
         for arch in loaded.architectures:
             target = Target(loaded.runtime_info, arch)
             backend = choose_backend("auto", target, runner, reporter, loaded.base_image or None)
-            with tempfile.TemporaryDirectory(prefix="layers-lock-") as scratch:
-                work = Path(scratch).resolve()
-                with backend.session(target, work) as session:
-                    fresh.targets[arch] = session.resolve(loaded, work)
-                    fresh.targets[arch] = fresh.targets[arch].lock
+            fresh.targets[arch] = resolve_afresh(backend, loaded, target)
             before = existing.targets[arch].versions() if existing and arch in existing.targets else {}
             changes = version_changes(before, fresh.targets[arch].versions())
             table.add_row(arch, str(len(fresh.targets[arch].wheels)), "; ".join(changes) or "none")

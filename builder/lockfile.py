@@ -60,9 +60,6 @@ class LockFile:
     def fresh_for(self, recipe: Recipe) -> bool:
         return self.runtime == recipe.runtime and self.requirements_digest == requirements_digest(recipe)
 
-    def lock_for(self, recipe: Recipe, arch: str) -> Lock | None:
-        return self.targets.get(arch) if self.fresh_for(recipe) else None
-
     def to_json(self) -> dict:
         return {"format": FORMAT_VERSION, "recipe": self.recipe, "runtime": self.runtime,
                 "requirements_digest": self.requirements_digest, "builder_version": __version__,

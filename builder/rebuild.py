@@ -33,7 +33,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .artifact import built_zip, load_artifact
+from .artifact import built_zip, load_artifact, published_name
 from .backends.base import Lock, Target
 from .backends.select import choose_backend
 from .build import BuildOptions, build
@@ -155,10 +155,7 @@ class Rebuilder:
             (lockfile.targets[arch].versions() if arch in lockfile.targets else {})
 
         reporter.step(f"resolve {arch} afresh")
-        with tempfile.TemporaryDirectory(prefix=f"layers-rebuild-{recipe.name}-") as scratch:
-            with backend.session(target, Path(scratch).resolve()) as session:
-                resolution = session.resolve(recipe, Path(scratch).resolve())
-        lock = resolution.lock
+        lock = resolve_afresh(backend, recipe, target)
         identity = layer_identity(recipe, lock.digest, backend.environment_id(target))
         changes = tuple(version_changes(before, lock.versions()))
         notes = tuple(upstream_notes(recipe, lock, target, self.runner))
@@ -168,7 +165,7 @@ class Rebuilder:
         latest = None
         if self.options.publish is not None:
             regions = self.options.publish.regions or tuple(self.aws().enabled_regions())
-            latest = read_latest(self.aws(), _published_name(recipe, arch), regions)
+            latest = read_latest(self.aws(), published_name(recipe.layer_name, arch), regions)
             if all(v is not None and identity_marker(identity) in v.description for v in latest.values()):
                 return TargetOutcome(recipe.name, arch, "unchanged", changes, size_before, size_before, notes), lock
         elif built_current:
@@ -202,8 +199,12 @@ class Rebuilder:
         return tuple(o.region for o in outcomes if o.failed)
 
 
-def _published_name(recipe: Recipe, arch: str) -> str:
-    return recipe.layer_name if arch == "x86_64" else f"{recipe.layer_name}-{arch}"
+def resolve_afresh(backend, recipe: Recipe, target: Target) -> Lock:
+    """The newest resolution the recipe's pins and the target allow (no lock), in the backend's environment."""
+    with tempfile.TemporaryDirectory(prefix=f"layers-resolve-{recipe.name}-") as scratch:
+        work = Path(scratch).resolve()
+        with backend.session(target, work) as session:
+            return session.resolve(recipe, work).lock
 
 
 def _previous_build(out_dir: Path, recipe: Recipe, arch: str):

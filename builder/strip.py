@@ -152,13 +152,13 @@ def _remove(ctx: StripContext, paths: Iterable[Path]) -> tuple[int, int, list[tu
             total += size
             removed_here += size
         if path.is_dir() and not path.is_symlink():
-            _prune_empty_dirs(path, keep_root=False)
+            prune_empty_dirs(path, keep_root=False)
         sizes.append((path.relative_to(ctx.tree).as_posix(), removed_here))
     sizes.sort(key=lambda item: -item[1])
     return files, total, sizes[:10]
 
 
-def _prune_empty_dirs(root: Path, keep_root: bool = True) -> None:
+def prune_empty_dirs(root: Path, keep_root: bool = True) -> None:
     for directory, _, _ in sorted(os.walk(root), key=lambda item: -len(item[0])):
         path = Path(directory)
         if keep_root and path == root:
@@ -394,5 +394,5 @@ def strip_tree(ctx: StripContext, on_rule: Callable[[str], None] | None = None) 
             biggest = sorted(((p.relative_to(ctx.tree).as_posix(), n) for p, n in ctx.binaries.stripped),
                              key=lambda item: -item[1])[:10]
         results.append(RuleResult(rule, RULES[rule], files, removed, tuple(biggest), tuple(notes)))
-    _prune_empty_dirs(ctx.tree)
+    prune_empty_dirs(ctx.tree)
     return StripReport(ctx.settings.profile, tuple(results), ctx.binaries)

@@ -33,63 +33,58 @@ from .errors import LayerError, VerifyError
 from .interpreters import Interpreter
 from .recipe import SmokeTest
 from .runner import Runner
-from .verify import run_smoke_test
+from .strip import prune_empty_dirs
+from .verify import run_smoke_test, run_workload
 
 MIB = 1 << 20
 # Experiments: only directories at least this big are worth a workload run each.
 EXPERIMENT_MIN_BYTES = 2 * MIB
 MAX_EXPERIMENTS = 20
 
-_TRACER = r'''
-import builtins, io, json, os, sys
-layer, spec_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
-seen = set()
+# Wrapped around the smoke workload (verify.run_workload): the prelude hooks
+# file opens before anything is imported, the epilogue adds module files and
+# mapped files, and writes what lies inside the layer to $LAYERS_TRACE_OUT.
+_TRACE_PRELUDE = r'''
+import builtins, io, os, sys
+_seen = set()
 
-def note(path):
+def _note(path):
     try:
         if isinstance(path, bytes):
             path = path.decode()
         if isinstance(path, str):
-            seen.add(os.path.realpath(path))
+            _seen.add(os.path.realpath(path))
     except Exception:
         pass
 
 if hasattr(sys, "addaudithook"):
-    def hook(event, args):
+    def _hook(event, args):
         if event in ("open", "os.open") and args:
-            note(args[0])
-    sys.addaudithook(hook)
+            _note(args[0])
+    sys.addaudithook(_hook)
 else:  # Python 3.6 and 3.7: no audit hooks; wrap the Python-level openers
-    real_open, real_os_open = builtins.open, os.open
-    def traced_open(file, *args, **kwargs):
-        note(file)
-        return real_open(file, *args, **kwargs)
-    def traced_os_open(path, *args, **kwargs):
-        note(path)
-        return real_os_open(path, *args, **kwargs)
-    builtins.open = io.open = traced_open
-    os.open = traced_os_open
+    _real_open, _real_os_open = builtins.open, os.open
+    def _traced_open(file, *args, **kwargs):
+        _note(file)
+        return _real_open(file, *args, **kwargs)
+    def _traced_os_open(path, *args, **kwargs):
+        _note(path)
+        return _real_os_open(path, *args, **kwargs)
+    builtins.open = io.open = _traced_open
+    os.open = _traced_os_open
+'''
 
-with open(spec_path) as handle:
-    spec = json.load(handle)
-sys.path.insert(0, layer)
-import importlib
-for name in spec["imports"]:
-    importlib.import_module(name)
-namespace = {"__name__": "__smoke__"}
-for name in spec["imports"]:
-    namespace[name.split(".")[0]] = sys.modules[name.split(".")[0]]
-exec(compile(spec["code"], "<smoke test>", "exec"), namespace)
-for module in list(sys.modules.values()):
-    note(getattr(module, "__file__", None))
-with open("/proc/self/maps") as maps:
-    for line in maps:
-        parts = line.split(None, 5)
-        if len(parts) == 6 and parts[5].startswith("/"):
-            note(parts[5].strip())
-root = os.path.realpath(layer) + os.sep
-with open(out_path, "w") as out:
-    json.dump(sorted(p[len(root):] for p in seen if p.startswith(root)), out)
+_TRACE_EPILOGUE = r'''
+for _module in list(sys.modules.values()):
+    _note(getattr(_module, "__file__", None))
+with open("/proc/self/maps") as _maps:
+    for _line in _maps:
+        _parts = _line.split(None, 5)
+        if len(_parts) == 6 and _parts[5].startswith("/"):
+            _note(_parts[5].strip())
+_root = os.path.realpath(layer) + os.sep
+with open(os.environ["LAYERS_TRACE_OUT"], "w") as _out:
+    json.dump(sorted(p[len(_root):] for p in _seen if p.startswith(_root)), _out)
 print("TRACE-OK")
 '''
 
@@ -160,17 +155,10 @@ class Pruner:
 
     def trace(self) -> set[str]:
         with tempfile.TemporaryDirectory(prefix="layers-trace-", dir=self.tmp) as scratch:
-            scratch_path = Path(scratch)
-            (scratch_path / "smoke.json").write_text(json.dumps({"imports": list(self.smoke.imports),
-                                                                "code": self.smoke.code}))
-            (scratch_path / "tracer.py").write_text(_TRACER)
-            out = scratch_path / "trace.json"
-            result = self.runner.run(
-                [self.interpreter.path, "-I", "-S", "-B", scratch_path / "tracer.py", str(self.tree.resolve()),
-                 scratch_path / "smoke.json", out],
-                cwd=scratch_path, env={"HOME": str(scratch_path), "PYTHONDONTWRITEBYTECODE": "1",
-                                       "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"},
-                timeout=900)
+            out = Path(scratch) / "trace.json"
+            result = run_workload(self.tree, self.smoke, self.interpreter, self.runner, self.tmp,
+                                  prelude=_TRACE_PRELUDE, epilogue=_TRACE_EPILOGUE,
+                                  env={"LAYERS_TRACE_OUT": str(out)})
             if not result.ok or "TRACE-OK" not in result.stdout:
                 raise VerifyError(f"the workload failed under the tracer:\n{result.tail(10)}")
             return set(json.loads(out.read_text()))
@@ -226,7 +214,7 @@ class Pruner:
         self.report.removed_bytes = sum(removed.values())
         self.report.removed_by_package = sorted(by_package.items(), key=lambda item: -item[1])[:25]
         self.report.status = "pruned"
-        _prune_empty_dirs(self.tree)
+        prune_empty_dirs(self.tree)
         return self.report
 
     def _experiments(self) -> None:
@@ -275,8 +263,3 @@ class Pruner:
                       if rel not in tried and rel not in named and size >= EXPERIMENT_MIN_BYTES]
         return max(candidates, key=lambda item: item[1]) if candidates else None
 
-
-def _prune_empty_dirs(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        if dirpath != str(root) and not os.listdir(dirpath):
-            os.rmdir(dirpath)

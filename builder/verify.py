@@ -20,7 +20,7 @@ from .elf import elf_files, glibc_violations, read_elf
 from .errors import VerifyError
 from .interpreters import Interpreter
 from .recipe import SmokeTest
-from .runner import Runner
+from .runner import Result, Runner
 
 SMOKE_TIMEOUT = 900
 
@@ -103,19 +103,27 @@ def _child_env(home: Path) -> dict[str, str]:
             "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner,
-                   tmp: Path | None = None) -> None:
-    """``tmp``: where to put the script, somewhere ``runner``'s commands can read it."""
+def run_workload(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner, tmp: Path | None = None,
+                 *, prelude: str = "", epilogue: str = "", env: dict[str, str] | None = None) -> Result:
+    """Run the smoke workload (``prelude`` and ``epilogue`` wrap it: the tracer's hooks) and return its result.
+
+    ``tmp``: where to put the script, somewhere ``runner``'s commands can read it.
+    """
     with tempfile.TemporaryDirectory(prefix="layers-smoke-", dir=tmp) as scratch:
         scratch_path = Path(scratch)
         spec = scratch_path / "smoke.json"
         spec.write_text(json.dumps({"imports": list(smoke.imports), "code": smoke.code}))
         script = scratch_path / "smoke.py"
-        script.write_text(_SMOKE_SCRIPT)
-        result = runner.run(
+        script.write_text(prelude + _SMOKE_SCRIPT + epilogue)
+        return runner.run(
             [interpreter.path, "-I", "-S", "-B", script, str(tree.resolve()), spec],
-            cwd=scratch_path, env=_child_env(scratch_path), timeout=SMOKE_TIMEOUT,
+            cwd=scratch_path, env={**_child_env(scratch_path), **(env or {})}, timeout=SMOKE_TIMEOUT,
         )
+
+
+def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner,
+                   tmp: Path | None = None) -> None:
+    result = run_workload(tree, smoke, interpreter, runner, tmp)
     if not result.ok or "SMOKE-OK" not in result.stdout:
         raise VerifyError(
             f"smoke test failed with python{interpreter.version}:\n{result.tail(12)}",

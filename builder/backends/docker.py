@@ -87,14 +87,16 @@ class DockerBackend:
         self._prepared_for = target
         return self.image
 
+    def _image_for(self, target: Target) -> BuildImage:
+        return self.image if self._prepared_for == target else self.prepare(target)
+
     def environment_id(self, target: Target) -> str:
         """What the build environment contributes to a layer's identity: the base image, by ID."""
-        image = self.image if self._prepared_for == target else self.prepare(target)
-        return f"docker:{image.base_id}"
+        return f"docker:{self._image_for(target).base_id}"
 
     @contextmanager
     def session(self, target: Target, scratch: Path) -> Iterator[Session]:
-        image = self.image if self._prepared_for == target else self.prepare(target)
+        image = self._image_for(target)
         scratch = scratch.resolve()
         home, tmp = scratch / "home", scratch / "tmp"
         # Wheels compiled here link against this image's libraries: cached per image.
