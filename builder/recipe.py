@@ -29,13 +29,16 @@ UNZIPPED_LIMIT = 262_144_000
 # Above this a zip cannot be uploaded directly; it goes through S3.
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+# Sizes are read as Lambda writes them: its "250 MB" is 262,144,000 bytes, its
+# "512 MB" of /tmp is 512 MiB and its "10 GB" image limit is 10 GiB, so MB means
+# MiB here too; otherwise "--ephemeral 512MB" would be under Lambda's own minimum.
+_UNITS = {"": 1, "b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.I)
 _HASH_OPTION = re.compile(r"\s--hash=(sha256):([0-9a-f]{64})\b")
 
 
 def parse_size(value: Any) -> int:
-    """``20MB``, ``5MiB``, ``1024`` -> bytes."""
+    """``20MB``, ``5MiB``, ``1024`` -> bytes; MB and MiB are the same, as in Lambda's limits."""
     if isinstance(value, bool):
         raise ValueError("expected a size such as 5MiB or a number of bytes")
     if isinstance(value, int):

@@ -7,7 +7,7 @@ import pytest
 from builder.errors import UsageError
 from builder.plan import EPHEMERAL_DEFAULT, MIB, Item, plan_budget
 
-MB = 10**6
+MB = MIB  # Lambda's megabyte
 
 
 def test_a_small_model_goes_in_the_package():
@@ -25,10 +25,12 @@ def test_tf18_standard_layer_leaves_no_room_for_a_100mb_model_and_s3_is_next():
 
 
 def test_a_pruned_layer_makes_room_for_the_model_in_the_package():
-    pruned = Item("tf18-lean", 150 * MB, "report")
-    plan = plan_budget(5 * MB, [pruned], [Item("model.h5", 100 * MB, "given")])
+    pruned = Item("tf18-lean", 149 * MB, "report")
+    plan = plan_budget(1 * MB, [pruned], [Item("model.h5", 100 * MB, "given")])
     assert plan.recommended.name == "package"
-    assert "through S3" in plan.recommended.advice  # 105 MB of function zip is over the direct-upload limit
+    assert "through S3" in plan.recommended.advice  # 101 MB of function zip is over the direct-upload limit
+    over = plan_budget(2 * MB, [pruned], [Item("model.h5", 100 * MB, "given")])
+    assert over.recommended.name == "s3-tmp" and "1.0 MiB over the 250 MB" in over.options[0].advice
 
 
 def test_models_over_512mb_of_tmp_ask_for_more_ephemeral_storage():
@@ -40,6 +42,13 @@ def test_models_over_512mb_of_tmp_ask_for_more_ephemeral_storage():
 def test_too_much_for_lambda_layers_is_a_container_image():
     plan = plan_budget(0, [Item("tf221", 793 * MIB, "report")], [Item("m", 20 * MB, "given")])
     assert plan.recommended.name == "image"
+
+
+def test_ephemeral_in_lambdas_own_units_is_accepted():
+    from builder.recipe import parse_size
+
+    assert plan_budget(0, [], [], ephemeral=parse_size("512MB")).ephemeral == EPHEMERAL_DEFAULT
+    assert plan_budget(0, [], [], ephemeral=parse_size("10240MB")).ephemeral == 10_240 * MIB
 
 
 def test_limits_on_layers_and_ephemeral():

@@ -92,6 +92,8 @@ def test_pins_with_hashes():
     assert parse_pin("numpy==1.16.*").exact_version is None
 
 
-@pytest.mark.parametrize("text,size", [("5MiB", 5 * 2**20), ("20MB", 20 * 10**6), (1024, 1024), ("1.5 GiB", 3 * 2**29)])
+@pytest.mark.parametrize("text,size", [("5MiB", 5 * 2**20), ("1024", 1024), (1024, 1024), ("1.5 GiB", 3 * 2**29),
+                                       # Lambda's units: its 250 MB is 262,144,000 bytes, its 512 MB of /tmp is 512 MiB.
+                                       ("250MB", UNZIPPED_LIMIT), ("512MB", 512 * 2**20), ("10GB", 10 * 2**30)])
 def test_parse_size(text, size):
     assert parse_size(text) == size
