@@ -42,6 +42,9 @@ def layer_identity(recipe: Recipe, lock_digest: str, environment: str) -> str:
         "strip": recipe.strip.model_dump(mode="json"),
         "bytecode": recipe.bytecode,
         "compression": recipe.compression,
+        "include": recipe.include.model_dump(mode="json"),
+        # A traced layer keeps what its workload uses: another workload, another tree.
+        "workload": recipe.smoke.model_dump(mode="json") if recipe.strip.profile == "trace" else None,
         "runtime": recipe.runtime,
         "layer_name": recipe.layer_name,
         "environment": environment,

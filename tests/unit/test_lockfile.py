@@ -34,8 +34,15 @@ def test_identity_changes_with_what_changes_the_layer_and_nothing_else():
                   layer_identity(recipe(), "lock1", "docker:sha256:abc"),
                   layer_identity(recipe(strip={"remove": ["six.py"]}), "lock1", "pip"),
                   layer_identity(recipe(bytecode="only"), "lock1", "pip"),
-                  layer_identity(recipe(compression=9), "lock1", "pip")):
+                  layer_identity(recipe(compression=9), "lock1", "pip"),
+                  layer_identity(recipe(include={"model_loader": True}), "lock1", "pip")):
         assert other != base
+
+
+def test_a_traced_layer_changes_identity_with_its_workload():
+    traced = recipe(strip={"profile": "trace"})
+    other_workload = recipe(strip={"profile": "trace"}, smoke={"imports": ["six"], "code": "import six.moves"})
+    assert layer_identity(traced, "lock1", "pip") != layer_identity(other_workload, "lock1", "pip")
 
 
 def test_a_lock_is_used_only_while_the_requirements_are_the_ones_it_was_made_from():
