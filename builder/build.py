@@ -161,9 +161,10 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
             reporter.notice(f"bytecode = {recipe.bytecode!r} needs python{target.runtime.python} on this machine; "
                             "none found, so the layer ships sources only")
         else:
-            reporter.step(f"compile bytecode with python{interpreter.version} ({recipe.bytecode})")
+            reporter.step(f"compile bytecode with python{interpreter.version} ({recipe.bytecode}"
+                          + (", without docstrings)" if recipe.strip.docstrings == "drop" else ")"))
             bytecode = timer.run("bytecode", compile_tree, tree, recipe.bytecode, interpreter, session.runner,
-                                 session.tmp)
+                                 session.tmp, recipe.strip.docstrings)
 
     reporter.step("verify: ELF glibc needs" + (", smoke test" if interpreter else ""))
     verification: Verification = timer.run(
@@ -365,6 +366,7 @@ def _report(recipe, target, backend, resolution, installed: Inventory, final: In
         "trace_prune": stages.pruned.to_json() if stages.pruned else None,
         "bytecode": {
             "mode": recipe.bytecode,
+            "docstrings": bytecode.docstrings if bytecode else "keep",
             "compiled_by": f"python{interpreter.version}" if bytecode and interpreter else None,
             "compiled": bytecode.compiled if bytecode else 0,
             "not_compiled": list(bytecode.not_compiled[:50]) if bytecode else [],

@@ -7,6 +7,11 @@ files are "unchecked-hash" (no source mtime inside, so the zip stays
 reproducible); 3.6 has only timestamp pycs, so the tree's mtimes are first set
 to the zip's fixed timestamp, which is what the files get when Lambda unpacks
 the layer. Tracebacks name /opt/python/..., where the layer runs.
+
+``[strip] docstrings = "drop"`` (with ``bytecode = "only"``) compiles every
+module without its docstrings, as ``python -OO`` would, but keeps asserts and
+``__debug__``: the code runs as it does from source, and ``__doc__`` is None.
+TF 1.8's generated op wrappers are mostly docstring; this halves its bytecode.
 """
 
 from __future__ import annotations
@@ -25,19 +30,49 @@ FIXED_MTIME = 315532800
 LAYER_ROOT = "/opt/python"
 
 _COMPILE = """
-import compileall, json, sys
-tree, mode = sys.argv[1], sys.argv[2]
-kwargs = dict(maxlevels=1000, ddir=sys.argv[3], quiet=2, legacy=(mode == "only"), workers=0)
-if sys.version_info >= (3, 7):
-    import py_compile
-    kwargs["invalidation_mode"] = py_compile.PycInvalidationMode.UNCHECKED_HASH
-compileall.compile_dir(tree, **kwargs)
+import compileall, sys
+
+tree, mode, ddir, docstrings = sys.argv[1:5]
+
+
+def _is_docstring(statement):
+    import ast
+    value = statement.value if isinstance(statement, ast.Expr) else None
+    if sys.version_info >= (3, 8):
+        return isinstance(value, ast.Constant) and isinstance(value.value, str)
+    return isinstance(value, ast.Str)
+
+
+def _without_docstrings(self, data, path, *, _optimize=-1):
+    import ast
+    module = ast.parse(data, path)
+    for node in ast.walk(module):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \\
+                and node.body and _is_docstring(node.body[0]):
+            node.body = node.body[1:] or [ast.copy_location(ast.Pass(), node.body[0])]
+    return compile(module, path, "exec", dont_inherit=True, optimize=_optimize)
+
+
+if docstrings == "drop":
+    # py_compile compiles through the loader's source_to_code (3.6 to 3.13 alike).
+    # Patched at module level, so compileall's workers have it whether they are
+    # forked (3.6-3.11) or started by a forkserver that re-runs this file (3.12+).
+    import importlib.machinery
+    importlib.machinery.SourceFileLoader.source_to_code = _without_docstrings
+
+if __name__ == "__main__":  # 3.12+ workers import this file as __mp_main__
+    kwargs = dict(maxlevels=1000, ddir=ddir, quiet=2, legacy=(mode == "only"), workers=0)
+    if sys.version_info >= (3, 7):
+        import py_compile
+        kwargs["invalidation_mode"] = py_compile.PycInvalidationMode.UNCHECKED_HASH
+    compileall.compile_dir(tree, **kwargs)
 """
 
 
 @dataclass(frozen=True)
 class BytecodeResult:
     mode: str
+    docstrings: str
     compiled: int
     sources_removed: int
     not_compiled: tuple[str, ...]  # sources the target Python cannot compile (kept as source)
@@ -49,16 +84,18 @@ def fix_mtimes(tree: Path) -> None:
 
 
 def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner,
-                 tmp: Path | None = None) -> BytecodeResult:
+                 tmp: Path | None = None, docstrings: str = "keep") -> BytecodeResult:
     """``alongside``: __pycache__ next to sources; ``only``: sourceless .pyc in place of .py.
 
+    ``docstrings``: "keep", or "drop" to compile without them.
     ``tmp``: where to put the compile script, somewhere ``runner``'s commands can read it.
     """
     fix_mtimes(tree)
     with tempfile.TemporaryDirectory(prefix="layers-compile-", dir=tmp) as scratch:
         script = Path(scratch) / "compile.py"
         script.write_text(_COMPILE)
-        result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, LAYER_ROOT], timeout=3600)
+        result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, LAYER_ROOT, docstrings],
+                            timeout=3600)
     if result.returncode not in (0, 1):  # 1: some files did not compile, reported below
         raise BuildError(f"compiling bytecode with python{interpreter.version} failed:\n{result.tail()}")
     sources = sorted(tree.rglob("*.py"))
@@ -74,4 +111,6 @@ def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner
                 removed += 1
         else:
             missing.append(source.relative_to(tree).as_posix())
-    return BytecodeResult(mode, compiled, removed, tuple(missing))
+    if sources and not compiled:  # e.g. the compiler's worker pool died: not "some files did not compile"
+        raise BuildError(f"python{interpreter.version} compiled none of {len(sources)} modules:\n{result.tail()}")
+    return BytecodeResult(mode, docstrings, compiled, removed, tuple(missing))

@@ -28,7 +28,7 @@ def digest(tree: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("version", ["3.6", "3.11"])
+@pytest.mark.parametrize("version", ["3.6", "3.11", "3.12"])  # 3.12+: compileall's workers use a forkserver
 @pytest.mark.parametrize("mode", ["alongside", "only"])
 def test_compile_for_target_is_reproducible_and_imports(tmp_path, version, mode):
     runner = Runner()
@@ -48,3 +48,53 @@ def test_compile_for_target_is_reproducible_and_imports(tmp_path, version, mode)
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith("42 ")
     subprocess.run(["chmod", "-R", "u+w", tree], check=True)
+
+
+DOCUMENTED = '''"""Module docstring."""
+
+
+class Thing:
+    """Class docstring."""
+
+    def method(self):
+        """Only a docstring: the body must stay valid."""
+
+
+def checked(value):
+    """Function docstring."""
+    assert value > 0, "asserts stay"
+    if value == 1:
+        raise ValueError("line 15")
+    return value
+'''
+
+
+@pytest.mark.parametrize("version", ["3.6", "3.8", "3.12", "3.13"])
+def test_docstrings_dropped_asserts_and_line_numbers_kept(tmp_path, version):
+    runner = Runner()
+    interpreter = find_interpreter(version, runner)
+    assert interpreter is not None
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "documented.py").write_text(DOCUMENTED)
+    kept = compile_tree(tree, "only", interpreter, runner, docstrings="keep")
+    with_docs = (tree / "documented.pyc").stat().st_size
+    (tree / "documented.pyc").unlink()
+    (tree / "documented.py").write_text(DOCUMENTED)
+    result = compile_tree(tree, "only", interpreter, runner, docstrings="drop")
+    assert kept.compiled == result.compiled == 1 and result.docstrings == "drop"
+    assert (tree / "documented.pyc").stat().st_size < with_docs
+    probe = (
+        "import sys, traceback; sys.path.insert(0, sys.argv[1]); import documented as d\n"
+        "assert d.__doc__ is None and d.Thing.__doc__ is None and d.checked.__doc__ is None\n"
+        "assert d.Thing().method() is None\n"
+        "try:\n    d.checked(-1)\nexcept AssertionError as e:\n    assert str(e) == 'asserts stay'\n"
+        "else:\n    raise SystemExit('the assert was compiled out')\n"
+        "try:\n    d.checked(1)\nexcept ValueError:\n    frame = traceback.extract_tb(sys.exc_info()[2])[-1]\n"
+        "    print(frame[0], frame[1])\n"
+    )
+    out = subprocess.run([interpreter.path, "-I", "-S", "-B", "-c", probe, str(tree)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    # Tracebacks name the file where Lambda puts it, at the source's own line.
+    assert out.stdout.split() == ["/opt/python/documented.py", "15"]

@@ -67,6 +67,15 @@ def test_defaults_come_from_data(write_recipe):
     assert recipe.unzipped_budget == UNZIPPED_LIMIT - 5 * 2**20
 
 
+def test_dropping_docstrings_needs_sourceless_bytecode(write_recipe):
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(write_recipe(VALID_RECIPE + '[strip]\ndocstrings = "drop"\n'))
+    assert "needs bytecode = 'only'" in caught.value.message and "bytecode" in caught.value.hint
+    recipe = load_recipe(write_recipe('bytecode = "only"\n' + VALID_RECIPE + '[strip]\ndocstrings = "drop"\n'))
+    assert recipe.strip.docstrings == "drop"
+    assert load_recipe(write_recipe(VALID_RECIPE)).strip.docstrings == "keep"
+
+
 def test_recipe_is_frozen(write_recipe):
     recipe = load_recipe(write_recipe(VALID_RECIPE))
     with pytest.raises(Exception):

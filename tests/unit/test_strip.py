@@ -37,7 +37,7 @@ def run(tree: Path, profile="standard", remove=(), keep=(), drop=(), roots=("app
     from builder import strip
 
     rules = tuple(r for r in strip.PROFILES[profile] if r not in skip)
-    settings = StripSettings(profile=profile, remove=tuple(remove), keep=tuple(keep), drop=tuple(drop))
+    settings = StripSettings(profile=profile, remove=tuple(remove), keep=tuple(keep), drop=tuple(drop), docstrings="keep")
     ctx = StripContext(tree, settings, "3.11", "x86_64", tuple(roots))
     original = strip.PROFILES[profile]
     strip.PROFILES[profile] = rules
