@@ -70,6 +70,7 @@ class ElfInfo:
     elf_type: str  # "ET_DYN", "ET_EXEC", "ET_REL", ...
     soname: str | None
     needed: tuple[str, ...]
+    search_paths: tuple[str, ...]  # DT_RPATH then DT_RUNPATH entries, as written ($ORIGIN unexpanded)
     glibc_versions: tuple[tuple[int, int], ...]  # every GLIBC_x.y required, sorted
     has_debug_info: bool  # .debug_* sections or a .symtab: stripping would help
 
@@ -101,6 +102,7 @@ def read_elf(path: Path) -> ElfInfo:
 def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
     soname = None
     needed: list[str] = []
+    search: list[str] = []
     glibc: set[tuple[int, int]] = set()
     has_debug = False
     dynamic_seen = False
@@ -112,14 +114,14 @@ def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
             raise VerifyError(f"{path}: section {name or '?'} extends past the end of the file (truncated?)")
         if isinstance(section, DynamicSection) and not dynamic_seen:
             dynamic_seen = True
-            soname, needed = _dynamic(section)
+            soname, needed, search = _dynamic(section)
         elif isinstance(section, GNUVerNeedSection):
             glibc.update(v for v, _ in _glibc_needs(section))
     if not dynamic_seen:
         # Files without section headers (sstrip'ed) still have PT_DYNAMIC.
         for segment in elf.iter_segments():
             if isinstance(segment, DynamicSegment):
-                soname, needed = _dynamic(segment)
+                soname, needed, search = _dynamic(segment)
                 break
     return ElfInfo(
         path=path,
@@ -127,6 +129,7 @@ def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
         elf_type=str(elf["e_type"]),
         soname=soname,
         needed=tuple(needed),
+        search_paths=tuple(search),
         glibc_versions=tuple(sorted(glibc)),
         has_debug_info=has_debug,
     )
@@ -136,15 +139,20 @@ def _machine(elf: ELFFile) -> str:
     return _MACHINES.get(elf["e_machine"], str(elf["e_machine"]))
 
 
-def _dynamic(dyn: DynamicSection | DynamicSegment) -> tuple[str | None, list[str]]:
+def _dynamic(dyn: DynamicSection | DynamicSegment) -> tuple[str | None, list[str], list[str]]:
     soname = None
     needed = []
+    rpath, runpath = [], []
     for tag in dyn.iter_tags():
         if tag.entry.d_tag == "DT_NEEDED":
             needed.append(tag.needed)
         elif tag.entry.d_tag == "DT_SONAME":
             soname = tag.soname
-    return soname, needed
+        elif tag.entry.d_tag == "DT_RPATH":
+            rpath += [p for p in tag.rpath.split(":") if p]
+        elif tag.entry.d_tag == "DT_RUNPATH":
+            runpath += [p for p in tag.runpath.split(":") if p]
+    return soname, needed, rpath + runpath
 
 
 def _glibc_needs(section: GNUVerNeedSection) -> Iterator[tuple[tuple[int, int], object]]:

@@ -7,15 +7,17 @@ from Python 3.8; on 3.6 and 3.7, ``open`` and ``os.open`` are wrapped), every
 module's file in ``sys.modules``, and every file mapped into the process
 (``/proc/self/maps``: the shared objects the loader pulled in). The keep set
 is those files, their ELF DT_NEEDED closure inside the layer, every ``.py``
-of each top-level package the workload touched, and all dist-info metadata.
+of each package (directory) the workload touched, so that a module imported
+lazily by its siblings stays, and all dist-info metadata.
 Everything else is moved aside; the workload then runs again on the result.
 If it fails, everything is put back and the build keeps the unpruned tree.
 
-Then experiments, biggest first: a loaded directory that the workload may
-import only optionally (Keras 2.2.4 imports parts of SciPy inside
-try/except) is moved aside, the workload runs again, and the drop is kept
-only if it still passes; the trace is then taken again, so whatever only the
-dropped code loaded goes too. The report lists every removal and experiment,
+Then experiments, biggest first: a loaded directory or large file that the
+workload may import only optionally (Keras 2.2.4 imports parts of SciPy
+inside try/except) is moved aside, the workload runs again, and the drop is
+kept only if it still passes; the trace is then taken again, so whatever only
+the dropped code loaded goes too. A library that another kept shared object
+needs (DT_NEEDED) is never a candidate: without it the loader fails for sure. The report lists every removal and experiment,
 so that users can judge whether their workload was representative.
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -37,9 +40,12 @@ from .strip import prune_empty_dirs
 from .verify import run_smoke_test, run_workload
 
 MIB = 1 << 20
-# Experiments: only directories at least this big are worth a workload run each.
-EXPERIMENT_MIN_BYTES = 2 * MIB
-MAX_EXPERIMENTS = 20
+# Experiments: only what is at least this big is worth a workload run each.
+EXPERIMENT_MIN_BYTES = MIB // 2
+MAX_EXPERIMENTS = 30
+# Build and test scaffolding beside a package's modules (numpy.distutils
+# configurations, pytest fixtures): kept only if the workload loads them.
+BUILD_SCRIPTS = frozenset({"setup.py", "conftest.py"})
 
 # Wrapped around the smoke workload (verify.run_workload): the prelude hooks
 # file opens before anything is imported, the epilogue adds module files and
@@ -114,43 +120,76 @@ def _files(tree: Path) -> dict[str, int]:
     return out
 
 
-def needed_closure(tree: Path, start: set[str]) -> set[str]:
-    """``start`` plus every shared object inside the layer that they need (DT_NEEDED), transitively."""
-    by_name: dict[str, list[str]] = {}
+def needs_in_tree(tree: Path) -> dict[str, set[str]]:
+    """Each shared object of the layer -> the layer's files it names in DT_NEEDED.
+
+    A name held by several files (NumPy's and SciPy's bundled
+    ``libgfortran-ed201abd.so.3.0.0``) resolves as the loader would find it:
+    in the object's own RPATH/RUNPATH, else beside it (where its parent's
+    ``$ORIGIN/../.libs`` found it); only if neither holds it, to all of them.
+    """
     elves = {p.relative_to(tree).as_posix() for p in elf_files(tree)}
+    by_name: dict[str, list[str]] = {}
     for rel in elves:
         by_name.setdefault(Path(rel).name, []).append(rel)
-    keep, todo = set(start), [r for r in start if r in elves]
-    while todo:
-        rel = todo.pop()
+    needs: dict[str, set[str]] = {}
+    for rel in elves:
         try:
-            needed = read_elf(tree / rel).needed
+            info = read_elf(tree / rel)
         except LayerError:
+            needs[rel] = set()
             continue
-        for name in needed:
-            for candidate in by_name.get(name, []):
-                if candidate not in keep:
-                    keep.add(candidate)
-                    todo.append(candidate)
+        origin = posixpath.dirname(rel)
+        near = [posixpath.normpath(posixpath.join(origin, p.replace("${ORIGIN}", "$ORIGIN")
+                                                 .replace("$ORIGIN", ".")))
+                for p in info.search_paths if p.startswith(("$ORIGIN", "${ORIGIN}"))] + [origin]
+        found: set[str] = set()
+        for name in info.needed:
+            candidates = by_name.get(name, [])
+            preferred = next(([c for c in candidates if posixpath.dirname(c) == d] for d in near
+                              if any(posixpath.dirname(c) == d for c in candidates)), candidates)
+            found.update(preferred)
+        needs[rel] = found
+    return needs
+
+
+def needed_closure(tree: Path, start: set[str]) -> set[str]:
+    """``start`` plus every shared object inside the layer that they need (DT_NEEDED), transitively."""
+    needs = needs_in_tree(tree)
+    keep, todo = set(start), [r for r in start if r in needs]
+    while todo:
+        for candidate in needs[todo.pop()]:
+            if candidate not in keep:
+                keep.add(candidate)
+                todo.append(candidate)
     return keep
 
 
 def keep_set(files: dict[str, int], loaded: set[str], closure: set[str]) -> set[str]:
-    """What stays: loaded files and their libraries, every .py of a touched package, all dist-info."""
-    touched = {rel.split("/", 1)[0] for rel in loaded if "/" in rel}
+    """What stays: loaded files and their libraries, every .py of a touched package, all dist-info.
+
+    A package is a directory: ``numpy/core`` touched keeps every module in
+    it (but its ``setup.py``), not those of ``numpy/distutils``. Top-level
+    modules are each their own.
+    """
+    touched = {rel.rsplit("/", 1)[0] for rel in loaded if "/" in rel}
     keep = set(loaded) | closure
     for rel in files:
-        top = rel.split("/", 1)[0]
-        if top.endswith(".dist-info") or (top in touched and rel.endswith(".py")):
+        if rel.split("/", 1)[0].endswith(".dist-info"):
             keep.add(rel)
+        elif rel.endswith(".py") and "/" in rel:
+            folder, name = rel.rsplit("/", 1)
+            if folder in touched and name not in BUILD_SCRIPTS:
+                keep.add(rel)
     return keep
 
 
 class Pruner:
     def __init__(self, tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner,
-                 tmp: Path | None, aside: Path) -> None:
+                 tmp: Path | None, aside: Path, experiment_min_bytes: int = EXPERIMENT_MIN_BYTES) -> None:
         self.tree, self.smoke, self.interpreter, self.runner, self.tmp = tree, smoke, interpreter, runner, tmp
         self.aside = aside
+        self.experiment_min_bytes = experiment_min_bytes
         self.report = PruneReport()
 
     def trace(self) -> set[str]:
@@ -176,6 +215,10 @@ class Pruner:
             destination = target / rel
             destination.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.tree / rel, destination)
+        # The tree tested must be the tree shipped, which has no empty
+        # directories: an empty scipy/fft left behind imports as a namespace
+        # package, and the workload would pass without the real one.
+        prune_empty_dirs(self.tree)
         return target
 
     def _put_back(self, batch_dir: Path) -> None:
@@ -218,19 +261,18 @@ class Pruner:
         return self.report
 
     def _experiments(self) -> None:
-        tried: set[str] = set()
+        tried: set[str | frozenset[str]] = set()
         for number in range(MAX_EXPERIMENTS):
             candidate = self._next_candidate(tried)
             if candidate is None:
                 return
-            rel_dir, size = candidate
-            tried.add(rel_dir)
-            files = [rel for rel in _files(self.tree) if rel == rel_dir or rel.startswith(rel_dir + "/")]
-            batch_dir = self._move_aside(files, f"experiment-{number}")
+            rel, files, size = candidate
+            tried.update((rel, files))
+            batch_dir = self._move_aside(sorted(files), f"experiment-{number}")
             ok, why = self.passes()
             if not ok:
                 self._put_back(batch_dir)
-                self.report.experiments.append({"drop": rel_dir, "bytes": size, "kept": False, "why": why})
+                self.report.experiments.append({"drop": rel, "bytes": size, "kept": False, "why": why})
                 continue
             # Accepted: trace again, so what only the dropped code loaded goes too.
             _, extra, extra_dir = self._prune_to_trace(f"after-experiment-{number}")
@@ -238,28 +280,41 @@ class Pruner:
             if not ok:
                 self._put_back(extra_dir)
                 extra = 0
-            self.report.experiments.append({"drop": rel_dir, "bytes": size + extra, "kept": True,
+            self.report.experiments.append({"drop": rel, "bytes": size + extra, "kept": True,
                                             "why": "the workload passes without it"})
 
-    def _next_candidate(self, tried: set[str]) -> tuple[str, int] | None:
-        """The biggest package directory (top level or one below), or large file, not tried yet.
+    def _next_candidate(self, tried: set[str | frozenset[str]]) -> tuple[str, frozenset[str], int] | None:
+        """The biggest directory or file not tried yet whose removal might pass.
 
-        The packages the smoke test imports by name are never candidates
-        themselves (their subpackages and files may be).
+        Never: a package the smoke test imports by name (its subpackages and
+        files may go), or anything holding a library that a shared object
+        left outside it needs. Each path is tried once, and a directory
+        holding the same files as one tried (``google`` and
+        ``google/protobuf``) is the same experiment.
         """
         named = {name.split(".")[0] for name in self.smoke.imports}
-        sizes: dict[str, int] = {}
-        for rel, size in _files(self.tree).items():
+        files = _files(self.tree)
+        needed_by: dict[str, set[str]] = {}
+        for elf, needed in needs_in_tree(self.tree).items():
+            for rel in needed:
+                needed_by.setdefault(rel, set()).add(elf)
+        groups: dict[str, set[str]] = {}
+        for rel in files:
             parts = rel.split("/")
             if parts[0].endswith(".dist-info"):
                 continue
-            for depth in (1, 2):
-                if len(parts) > depth:
-                    key = "/".join(parts[:depth])
-                    sizes[key] = sizes.get(key, 0) + size
-            if size >= EXPERIMENT_MIN_BYTES:
-                sizes[rel] = size  # a large file on its own: an optional extension, say
-        candidates = [(rel, size) for rel, size in sizes.items()
-                      if rel not in tried and rel not in named and size >= EXPERIMENT_MIN_BYTES]
-        return max(candidates, key=lambda item: item[1]) if candidates else None
-
+            for depth in range(1, len(parts) + 1):
+                groups.setdefault("/".join(parts[:depth]), set()).add(rel)
+        candidates = []
+        for rel, members in groups.items():
+            size = sum(files[m] for m in members)
+            frozen = frozenset(members)
+            if size < self.experiment_min_bytes or rel in named or rel in tried or frozen in tried:
+                continue
+            if any(needed_by.get(m, set()) - members for m in members):
+                continue
+            candidates.append((size, -rel.count("/"), rel, frozen))
+        if not candidates:
+            return None
+        size, _, rel, frozen = max(candidates)  # biggest; of equals, the outermost
+        return rel, frozen, size

@@ -5,8 +5,8 @@ from builder.trace import keep_set
 
 def test_keep_set_holds_loaded_files_their_libraries_touched_sources_and_metadata():
     files = {
-        "numpy/__init__.py": 1, "numpy/core/_multiarray.so": 10, "numpy/core/unused.so": 10,
-        "numpy/testing/util.py": 1, "numpy/.libs/libopenblas.so": 30,
+        "numpy/__init__.py": 1, "numpy/version.py": 1, "numpy/core/_multiarray.so": 10, "numpy/core/unused.so": 10,
+        "numpy/core/_lazy.py": 1, "numpy/core/setup.py": 1, "numpy/testing/util.py": 1, "numpy/.libs/libopenblas.so": 30,
         "scipy/__init__.py": 1, "scipy/linalg/_flapack.so": 20,
         "numpy-1.16.6.dist-info/METADATA": 1, "scipy-1.5.4.dist-info/METADATA": 1,
         "six.py": 1,
@@ -16,8 +16,10 @@ def test_keep_set_holds_loaded_files_their_libraries_touched_sources_and_metadat
     keep = keep_set(files, loaded, closure)
     assert keep == {
         "numpy/__init__.py", "numpy/core/_multiarray.so", "numpy/.libs/libopenblas.so",
-        "numpy/testing/util.py",  # every .py of a touched package
+        "numpy/version.py", "numpy/core/_lazy.py",  # every .py of a touched package (directory)
         "six.py",
         "numpy-1.16.6.dist-info/METADATA", "scipy-1.5.4.dist-info/METADATA",
     }
     assert "numpy/core/unused.so" not in keep and "scipy/linalg/_flapack.so" not in keep
+    assert "numpy/testing/util.py" not in keep  # a package nothing imported
+    assert "numpy/core/setup.py" not in keep  # a build script, not a module
