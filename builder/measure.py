@@ -34,6 +34,8 @@ class Inventory:
     def owner_of(self, path: str) -> str:
         if path in self.owners:
             return self.owners[path]
+        if path.endswith(".pyc") and path[:-1] in self.owners:  # sourceless bytecode: its source's owner
+            return self.owners[path[:-1]]
         # Not in any RECORD (e.g. written after install): its top-level entry.
         return path.split("/", 1)[0]
 

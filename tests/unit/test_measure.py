@@ -23,5 +23,11 @@ def test_package_table_uses_record_owners_then_top_level():
     assert after.biggest(1) == [("numpy/a.so", 60)]
 
 
+def test_sourceless_bytecode_belongs_to_its_sources_distribution():
+    owners = {"PIL/Image.py": "pillow"}
+    after = Inventory({"PIL/Image.pyc": 7}, owners)
+    assert after.by_package() == {"pillow": 7}
+
+
 def test_human():
     assert human(512) == "512 B" and human(3 * 2**20) == "3.0 MiB"
