@@ -162,7 +162,7 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
                             "none found, so the layer ships sources only")
         else:
             reporter.step(f"compile bytecode with python{interpreter.version} ({recipe.bytecode}"
-                          + (", without docstrings)" if recipe.strip.docstrings == "drop" else ")"))
+                          + (", docstrings emptied)" if recipe.strip.docstrings == "empty" else ")"))
             bytecode = timer.run("bytecode", compile_tree, tree, recipe.bytecode, interpreter, session.runner,
                                  session.tmp, recipe.strip.docstrings)
 

@@ -8,10 +8,14 @@ reproducible); 3.6 has only timestamp pycs, so the tree's mtimes are first set
 to the zip's fixed timestamp, which is what the files get when Lambda unpacks
 the layer. Tracebacks name /opt/python/..., where the layer runs.
 
-``[strip] docstrings = "drop"`` (with ``bytecode = "only"``) compiles every
-module without its docstrings, as ``python -OO`` would, but keeps asserts and
-``__debug__``: the code runs as it does from source, and ``__doc__`` is None.
-TF 1.8's generated op wrappers are mostly docstring; this halves its bytecode.
+``[strip] docstrings = "empty"`` (with ``bytecode = "only"``) compiles every
+module with the docstrings of its functions and classes emptied: TF 1.8's
+generated op wrappers are mostly docstring, and this halves its bytecode.
+Unlike ``python -OO``, asserts stay, ``__doc__`` is "" rather than None (code
+that passes docstrings along, such as NumPy 1.16's ``add_docstring(f,
+dispatcher.__doc__)``, needs a str: it copes with None only when the
+interpreter itself runs with -OO), and module docstrings stay: TF 1.x's
+``remove_undocumented`` keeps only the symbols a module's docstring lists.
 """
 
 from __future__ import annotations
@@ -43,29 +47,44 @@ def _is_docstring(statement):
     return isinstance(value, ast.Str)
 
 
-def _without_docstrings(self, data, path, *, _optimize=-1):
+def _with_empty_docstrings(self, data, path, *, _optimize=-1):
     import ast
     module = ast.parse(data, path)
     for node in ast.walk(module):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \\
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \\
                 and node.body and _is_docstring(node.body[0]):
-            node.body = node.body[1:] or [ast.copy_location(ast.Pass(), node.body[0])]
+            empty = ast.Constant("") if sys.version_info >= (3, 8) else ast.Str("")
+            node.body[0].value = ast.copy_location(empty, node.body[0].value)
     return compile(module, path, "exec", dont_inherit=True, optimize=_optimize)
 
 
-if docstrings == "drop":
+if docstrings == "empty":
     # py_compile compiles through the loader's source_to_code (3.6 to 3.13 alike).
     # Patched at module level, so compileall's workers have it whether they are
     # forked (3.6-3.11) or started by a forkserver that re-runs this file (3.12+).
     import importlib.machinery
-    importlib.machinery.SourceFileLoader.source_to_code = _without_docstrings
+    importlib.machinery.SourceFileLoader.source_to_code = _with_empty_docstrings
 
 if __name__ == "__main__":  # 3.12+ workers import this file as __mp_main__
-    kwargs = dict(maxlevels=1000, ddir=ddir, quiet=2, legacy=(mode == "only"), workers=0)
+    kwargs = dict(quiet=2, legacy=(mode == "only"))
     if sys.version_info >= (3, 7):
         import py_compile
         kwargs["invalidation_mode"] = py_compile.PycInvalidationMode.UNCHECKED_HASH
-    compileall.compile_dir(tree, **kwargs)
+    if sys.version_info >= (3, 9):
+        ok = compileall.compile_dir(tree, maxlevels=1000, ddir=ddir, workers=0, **kwargs)
+    else:
+        # Before 3.9, compile_dir gives every file the top ddir, so tracebacks
+        # would name /opt/python/__init__.py for numpy/__init__.py: one ddir per directory.
+        import os
+        ok = True
+        for folder, dirs, names in os.walk(tree):
+            dirs.sort()
+            relative = os.path.relpath(folder, tree)
+            where = ddir if relative == "." else os.path.join(ddir, relative)
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    ok = compileall.compile_file(os.path.join(folder, name), ddir=where, **kwargs) and ok
+    sys.exit(0 if ok else 1)
 """
 
 
@@ -87,7 +106,7 @@ def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner
                  tmp: Path | None = None, docstrings: str = "keep") -> BytecodeResult:
     """``alongside``: __pycache__ next to sources; ``only``: sourceless .pyc in place of .py.
 
-    ``docstrings``: "keep", or "drop" to compile without them.
+    ``docstrings``: "keep", or "empty" to compile them as "".
     ``tmp``: where to put the compile script, somewhere ``runner``'s commands can read it.
     """
     fix_mtimes(tree)

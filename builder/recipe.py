@@ -99,8 +99,8 @@ class StripSettings(_Frozen):
     keep: tuple[str, ...]
     # Distributions removed whole (their files, as listed in their RECORD).
     drop: tuple[str, ...]
-    # "drop": compile without docstrings (needs bytecode = "only"; see bytecode.py).
-    docstrings: Literal["keep", "drop"]
+    # "empty": compile docstrings as "" (needs bytecode = "only"; see bytecode.py).
+    docstrings: Literal["keep", "empty"]
 
 
 class IncludeSettings(_Frozen):
@@ -214,9 +214,9 @@ def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
                 f"{source}: architectures: {runtime.name} runs only on {', '.join(runtime.architectures)}, not {arch}",
                 hint=f"remove {arch!r}, or choose a runtime from python3.8 on for arm64",
             )
-    if recipe.strip.docstrings == "drop" and recipe.bytecode != "only":
-        raise RecipeError(f"{source}: strip.docstrings: 'drop' needs bytecode = 'only' (not {recipe.bytecode!r}): "
-                          "docstrings are removed from the compiled modules, and other modes ship the sources",
+    if recipe.strip.docstrings == "empty" and recipe.bytecode != "only":
+        raise RecipeError(f"{source}: strip.docstrings: 'empty' needs bytecode = 'only' (not {recipe.bytecode!r}): "
+                          "docstrings are emptied in the compiled modules, and other modes ship the sources",
                           hint="set bytecode = \"only\", or remove strip.docstrings")
     if recipe.reserve >= UNZIPPED_LIMIT:
         raise RecipeError(f"{source}: reserve: {recipe.reserve} bytes leaves no room for the layer (limit {UNZIPPED_LIMIT})")

@@ -67,12 +67,12 @@ def test_defaults_come_from_data(write_recipe):
     assert recipe.unzipped_budget == UNZIPPED_LIMIT - 5 * 2**20
 
 
-def test_dropping_docstrings_needs_sourceless_bytecode(write_recipe):
+def test_emptying_docstrings_needs_sourceless_bytecode(write_recipe):
     with pytest.raises(RecipeError) as caught:
-        load_recipe(write_recipe(VALID_RECIPE + '[strip]\ndocstrings = "drop"\n'))
+        load_recipe(write_recipe(VALID_RECIPE + '[strip]\ndocstrings = "empty"\n'))
     assert "needs bytecode = 'only'" in caught.value.message and "bytecode" in caught.value.hint
-    recipe = load_recipe(write_recipe('bytecode = "only"\n' + VALID_RECIPE + '[strip]\ndocstrings = "drop"\n'))
-    assert recipe.strip.docstrings == "drop"
+    recipe = load_recipe(write_recipe('bytecode = "only"\n' + VALID_RECIPE + '[strip]\ndocstrings = "empty"\n'))
+    assert recipe.strip.docstrings == "empty"
     assert load_recipe(write_recipe(VALID_RECIPE)).strip.docstrings == "keep"
 
 
