@@ -6,7 +6,8 @@ with an interpreter of the runtime's version avoids that. From 3.7 the .pyc
 files are "unchecked-hash" (no source mtime inside, so the zip stays
 reproducible); 3.6 has only timestamp pycs, so the tree's mtimes are first set
 to the zip's fixed timestamp, which is what the files get when Lambda unpacks
-the layer. Tracebacks name /opt/python/..., where the layer runs.
+the layer. The compiler runs with a fixed hash seed: set constants are
+marshalled in hash order. Tracebacks name /opt/python/..., where the layer runs.
 
 ``[strip] docstrings = "empty"`` (with ``bytecode = "only"``) compiles every
 module with the docstrings of its functions and classes emptied: TF 1.8's
@@ -34,7 +35,15 @@ FIXED_MTIME = 315532800
 LAYER_ROOT = "/opt/python"
 
 _COMPILE = """
-import compileall, sys
+import compileall, os, sys
+
+if os.environ.get("LAYERS_HASH_SEED_FIXED") != "1":
+    # Set literals compile to frozenset constants, marshalled in hash order:
+    # without a fixed seed the same source gives other bytes each run. -I
+    # would ignore PYTHONHASHSEED, so run again with it in an otherwise empty
+    # environment, which isolates as -I does.
+    env = {"PYTHONHASHSEED": "0", "LAYERS_HASH_SEED_FIXED": "1"}
+    os.execve(sys.executable, [sys.executable, "-s", "-S", *sys.argv], env)
 
 tree, mode, ddir, docstrings = sys.argv[1:5]
 

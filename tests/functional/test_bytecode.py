@@ -16,7 +16,9 @@ pytestmark = pytest.mark.functional
 def tree_with_module(root: Path) -> Path:
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("from .mod import answer\n")
-    (root / "pkg" / "mod.py").write_text("def answer():\n    return 42\n")
+    # A set literal in a test compiles to a frozenset constant, marshalled in hash order.
+    (root / "pkg" / "mod.py").write_text("def answer(name='a'):\n"
+                                         "    return 42 if name in {'a', 'b', 'c', 'd', 'e', 'f', 'g'} else 0\n")
     return root
 
 
