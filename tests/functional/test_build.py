@@ -96,26 +96,31 @@ def test_make_layer_tf18(tmp_path):
 
 
 @pytest.mark.slow
-def test_trace_pruned_tf18_runs_its_workload_and_is_smaller(tmp_path):
+def test_trace_pruned_tf18_runs_its_workload_and_leaves_room_for_a_100mb_model(tmp_path):
     """tf18-lean: traced, pruned, experiments kept only where the Keras workload still passes (Python 3.6)."""
     result = subprocess.run(["make", "layer", "RECIPE=tf18-lean", "BACKEND=pip"], cwd=ROOT, capture_output=True,
                             text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
-    lean = json.loads((ROOT / "dist/tf18-lean/tf18-lean-python3.6-x86_64.report.json").read_text())
+    lean_zip = ROOT / "dist/tf18-lean/tf18-lean-python3.6-x86_64.zip"
+    lean = json.loads(lean_zip.with_suffix(".report.json").read_text())
     assert lean["verification"]["verified"] and "python3.6" in lean["verification"]["how"]
     pruned = lean["trace_prune"]
-    assert pruned["status"] == "pruned" and pruned["removed_bytes"] > 30 * 2**20
+    assert pruned["status"] == "pruned" and pruned["removed_bytes"] > 40 * 2**20
     kept = [e["drop"] for e in pruned["experiments"] if e["kept"]]
     refused = [e["drop"] for e in pruned["experiments"] if not e["kept"]]
-    assert "scipy.libs" in kept  # Keras loads SciPy's OpenBLAS only inside try/except
-    assert "scipy" in refused    # but it imports scipy.sparse outright
-    # Measured: 162.6 MiB; the shared objects the workload loads are 142 MiB of it (see the README).
-    assert lean["budget"]["unzipped_bytes"] <= 175 * 10**6
+    assert "scipy/linalg" in kept  # Keras loads it (and SciPy's OpenBLAS) only inside try/except
+    assert "scipy" in refused and "scipy/fft" in refused  # but it imports scipy.sparse, and scipy imports fft
+    names = zipfile.ZipFile(lean_zip).namelist()
+    assert not any(n.startswith("python/scipy.libs/") for n in names)
+    assert lean["bytecode"] == {**lean["bytecode"], "mode": "only", "docstrings": "empty", "compiled_by": "python3.6",
+                                "not_compiled": []}
+    # The issue's target, in Lambda's units (its 250 MB is 262,144,000 bytes): at most 150 MB.
+    assert lean["budget"]["unzipped_bytes"] <= 150 * 2**20
 
-    # The planner: an 85 MB model fits in the package beside the pruned layer, not beside the standard one.
+    # The planner: a 100 MB model fits in the package beside the pruned layer, not beside the standard one.
     def recommended(zip_path: Path) -> str:
         planned = subprocess.run([sys.executable, "-m", "builder", "plan", "--layer", str(zip_path),
-                                  "--function-size", "5MB", "--model", "model.h5=85MB", "--json"],
+                                  "--model", "model.h5=100MB", "--json"],
                                  cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert planned.returncode == 0, planned.stderr
         return json.loads(planned.stdout)["recommended"]
@@ -124,7 +129,7 @@ def test_trace_pruned_tf18_runs_its_workload_and_is_smaller(tmp_path):
     if not standard.is_file():
         subprocess.run(["make", "layer", "RECIPE=tf18", "BACKEND=pip"], cwd=ROOT, check=True, capture_output=True,
                        timeout=1800)
-    assert recommended(ROOT / "dist/tf18-lean/tf18-lean-python3.6-x86_64.zip") == "package"
+    assert recommended(lean_zip) == "package"
     assert recommended(standard) == "s3-tmp"
 
 
