@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,38 @@ def test_docker_by_name_with_an_unpullable_image_names_it(docker_engine, tmp_pat
     assert result.returncode == 3
     assert "registry.invalid/none:1" in result.stderr and "--base-image" in result.stderr
     assert not (tmp_path / "dist").exists()
+
+
+TRACED_RECIPE = """
+name = "traced"
+runtime = "python3.11"
+requirements = ["six==1.17.0", "idna==3.10"]
+bytecode = "only"
+
+[strip]
+profile = "trace"
+docstrings = "empty"
+
+[smoke]
+imports = ["six"]
+code = "assert six.moves.range(3)[-1] == 2"
+"""
+
+
+def test_trace_pruning_and_sourceless_bytecode_run_in_the_container(docker_engine, tmp_path, cache):
+    """The tracer, the experiments, the compiler (with its re-exec for a fixed hash seed) and the smoke test
+    all run with the container's python3.11."""
+    (tmp_path / "traced.toml").write_text(TRACED_RECIPE)
+    result = layers("build", str(tmp_path / "traced.toml"), "--backend", "docker", "--base-image", BASE_IMAGE,
+                    "--out", str(tmp_path / "dist"), "--no-import-timing", cwd=tmp_path, cache=cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stem = tmp_path / "dist/traced/traced-python3.11-x86_64"
+    report = json.loads(Path(f"{stem}.report.json").read_text())
+    assert report["trace_prune"]["status"] == "pruned"
+    assert "idna" in {p["package"] for p in report["trace_prune"]["removed_by_package"]}  # never imported
+    assert report["bytecode"]["docstrings"] == "empty" and report["bytecode"]["compiled"] >= 1
+    assert report["verification"]["verified"] and "container" in report["verification"]["how"]
+    names = zipfile.ZipFile(f"{stem}.zip").namelist()
+    assert "python/six.pyc" in names and not any(n.endswith(".py") for n in names)
+    assert not any(n.startswith("python/idna/") for n in names)
+    assert not our_containers(docker_engine)
