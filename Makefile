@@ -34,6 +34,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.docker_bench
 	$(BIN)/python -m bench.publish_bench
 	$(BIN)/python -m bench.rebuild_bench
+	$(BIN)/python -m bench.fit_bench
 
 clean:
 	rm -rf dist $(VENV) .pytest_cache
