@@ -84,7 +84,6 @@ if __name__ == "__main__":  # 3.12+ workers import this file as __mp_main__
     else:
         # Before 3.9, compile_dir gives every file the top ddir, so tracebacks
         # would name /opt/python/__init__.py for numpy/__init__.py: one ddir per directory.
-        import os
         ok = True
         for folder, dirs, names in os.walk(tree):
             dirs.sort()

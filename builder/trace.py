@@ -17,8 +17,9 @@ workload may import only optionally (Keras 2.2.4 imports parts of SciPy
 inside try/except) is moved aside, the workload runs again, and the drop is
 kept only if it still passes; the trace is then taken again, so whatever only
 the dropped code loaded goes too. A library that another kept shared object
-needs (DT_NEEDED) is never a candidate: without it the loader fails for sure. The report lists every removal and experiment,
-so that users can judge whether their workload was representative.
+needs (DT_NEEDED) is never a candidate: without it the loader fails for sure.
+The report lists every removal and experiment, so that users can judge
+whether their workload was representative.
 """
 
 from __future__ import annotations
@@ -140,17 +141,19 @@ def needs_in_tree(tree: Path) -> dict[str, set[str]]:
             needs[rel] = set()
             continue
         origin = posixpath.dirname(rel)
-        near = [posixpath.normpath(posixpath.join(origin, p.replace("${ORIGIN}", "$ORIGIN")
-                                                 .replace("$ORIGIN", ".")))
-                for p in info.search_paths if p.startswith(("$ORIGIN", "${ORIGIN}"))] + [origin]
-        found: set[str] = set()
-        for name in info.needed:
-            candidates = by_name.get(name, [])
-            preferred = next(([c for c in candidates if posixpath.dirname(c) == d] for d in near
-                              if any(posixpath.dirname(c) == d for c in candidates)), candidates)
-            found.update(preferred)
-        needs[rel] = found
+        folders = [posixpath.normpath(posixpath.join(origin, p.replace("${ORIGIN}", ".").replace("$ORIGIN", ".")))
+                   for p in info.search_paths if p.startswith(("$ORIGIN", "${ORIGIN}"))] + [origin]
+        needs[rel] = {found for name in info.needed for found in _as_loaded(by_name.get(name, []), folders)}
     return needs
+
+
+def _as_loaded(candidates: list[str], folders: list[str]) -> list[str]:
+    """The copies in the first folder searched that holds one; all of them if none does."""
+    for folder in folders:
+        here = [c for c in candidates if posixpath.dirname(c) == folder]
+        if here:
+            return here
+    return candidates
 
 
 def needed_closure(tree: Path, start: set[str]) -> set[str]:
@@ -261,13 +264,15 @@ class Pruner:
         return self.report
 
     def _experiments(self) -> None:
-        tried: set[str | frozenset[str]] = set()
+        tried_paths: set[str] = set()
+        tried_file_sets: set[frozenset[str]] = set()
         for number in range(MAX_EXPERIMENTS):
-            candidate = self._next_candidate(tried)
+            candidate = self._next_candidate(tried_paths, tried_file_sets)
             if candidate is None:
                 return
             rel, files, size = candidate
-            tried.update((rel, files))
+            tried_paths.add(rel)
+            tried_file_sets.add(files)
             batch_dir = self._move_aside(sorted(files), f"experiment-{number}")
             ok, why = self.passes()
             if not ok:
@@ -283,7 +288,8 @@ class Pruner:
             self.report.experiments.append({"drop": rel, "bytes": size + extra, "kept": True,
                                             "why": "the workload passes without it"})
 
-    def _next_candidate(self, tried: set[str | frozenset[str]]) -> tuple[str, frozenset[str], int] | None:
+    def _next_candidate(self, tried_paths: set[str],
+                        tried_file_sets: set[frozenset[str]]) -> tuple[str, frozenset[str], int] | None:
         """The biggest directory or file not tried yet whose removal might pass.
 
         Never: a package the smoke test imports by name (its subpackages and
@@ -309,7 +315,8 @@ class Pruner:
         for rel, members in groups.items():
             size = sum(files[m] for m in members)
             frozen = frozenset(members)
-            if size < self.experiment_min_bytes or rel in named or rel in tried or frozen in tried:
+            if (size < self.experiment_min_bytes or rel in named or rel in tried_paths
+                    or frozen in tried_file_sets):
                 continue
             if any(needed_by.get(m, set()) - members for m in members):
                 continue
