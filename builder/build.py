@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import __version__
 from .archive import ZipResult, write_layer_zip
-from .backends.base import Backend, Lock, Session, Target
+from .backends.base import Backend, Lock, Resolution, Session, Target
 from .bytecode import BytecodeResult, compile_tree
 from .compare import compare_zips
 from .errors import BudgetError, UsageError
@@ -37,7 +37,7 @@ from .interpreters import Interpreter
 from .lockfile import layer_identity
 from .trace import PruneReport, Pruner
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
-from .recipe import Recipe
+from .recipe import IMAGE_LIMIT, Recipe
 from .strip import StripContext, StripReport, installed_distributions, strip_tree
 from .verify import Verification, time_imports, verify
 
@@ -107,7 +107,7 @@ def build(recipe: Recipe, arch: str, backend: Backend,
 class _TargetStages:
     """What the target-side stages produced, inside the backend's session."""
 
-    resolution: object
+    resolution: Resolution
     installed: Inventory
     owners: dict
     stripped: StripReport
@@ -189,11 +189,10 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
     with backend.session(target, scratch) as session:
         timer.seconds["session_start"] = round(time.perf_counter() - start, 3)
         stages = _run_target_stages(session, scratch, tree, recipe, options, reporter, timer)
-    resolution, installed, owners = stages.resolution, stages.installed, stages.owners
-
-    final = take_inventory(tree, owners)
+    lock = stages.resolution.lock
+    final = take_inventory(tree, stages.owners)
     if options.image:
-        return _finish_image(scratch, tree, recipe, target, backend, options, reporter, timer, stages, installed, final)
+        return _finish_image(scratch, tree, recipe, target, backend, options, reporter, timer, stages, final)
     budget_before_zip = Budget(final.total, recipe.unzipped_budget, recipe.reserve, 0)
     if not budget_before_zip.fits:
         raise BudgetError(_over_budget_message(recipe, final, budget_before_zip),
@@ -212,13 +211,13 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
         reporter.notice(f"{human(zipped.zipped_bytes)} zipped is over the 50 MB direct-upload limit: "
                         "publishing goes through S3")
 
-    report = _report(recipe, target, backend, resolution, installed, final, stages, budget, zipped, timer)
-    report["identity"] = layer_identity(recipe, resolution.lock.digest, backend.environment_id(target))
+    report = _report(recipe, target, backend, final, stages, budget, zipped, timer)
+    report["identity"] = layer_identity(recipe, lock.digest, backend.environment_id(target))
     if options.compare_to is not None:
         reporter.step(f"compare with {options.compare_to}")
         report["comparison"] = compare_zips(zipped.path, options.compare_to).to_json()
     _write_json(staging / f"{stem}.report.json", report)
-    _write_json(staging / f"{stem}.lock.json", resolution.lock.to_json())
+    _write_json(staging / f"{stem}.lock.json", lock.to_json())
     destination = _deliver(staging, options.out_dir / recipe.name,
                            (f"{stem}.lock.json", f"{stem}.report.json", f"{stem}.zip"))
     final_zip = dataclasses.replace(zipped, path=destination / f"{stem}.zip")
@@ -226,7 +225,6 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
                        destination / f"{stem}.lock.json", report)
 
 
-IMAGE_LIMIT = 10 * (1 << 30)
 _IMAGE_IMPORT_CHECK = """
 import importlib, sys
 for name in sys.argv[1:]:
@@ -238,7 +236,7 @@ print("IMAGE-OK")
 
 
 def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, backend: Backend,
-                  options: BuildOptions, reporter: Reporter, timer: _Timer, stages, installed: Inventory,
+                  options: BuildOptions, reporter: Reporter, timer: _Timer, stages: _TargetStages,
                   final: Inventory) -> BuildResult:
     """The stripped, verified tree as a Lambda container image; its imports checked in the image itself."""
     from .container import Container
@@ -264,7 +262,7 @@ def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, bac
         "lock_digest": stages.resolution.lock.digest, "versions": stages.resolution.lock.versions(),
         "image": {"tag": image.tag, "id": image.image_id, "base": image.base, "size_bytes": image.size,
                   "limit_bytes": IMAGE_LIMIT},
-        "sizes": {"installed_bytes": installed.total, "layer_bytes": final.total},
+        "sizes": {"installed_bytes": stages.installed.total, "layer_bytes": final.total},
         "over_layer_budget": final.total > recipe.unzipped_budget,
         "verification": stages.verification.to_json() | {"image_imports": "passed"},
         "seconds": timer.seconds,
@@ -327,8 +325,9 @@ def _over_budget_message(recipe: Recipe, final: Inventory, budget: Budget) -> st
     )
 
 
-def _report(recipe, target, backend, resolution, installed: Inventory, final: Inventory, stages: _TargetStages,
+def _report(recipe, target, backend, final: Inventory, stages: _TargetStages,
             budget: Budget, zipped: ZipResult, timer: _Timer) -> dict:
+    resolution, installed = stages.resolution, stages.installed
     lock: Lock = resolution.lock
     stripped, bytecode, interpreter = stages.stripped, stages.bytecode, stages.interpreter
     verification, import_seconds = stages.verification, stages.import_seconds

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .measure import human
-from .recipe import DIRECT_UPLOAD_LIMIT, UNZIPPED_LIMIT
+from .recipe import DIRECT_UPLOAD_LIMIT, IMAGE_LIMIT, UNZIPPED_LIMIT
 
 MAX_LAYERS = 5
 MIB = 1 << 20
 EPHEMERAL_DEFAULT = 512 * MIB
 EPHEMERAL_MAX = 10_240 * MIB
-IMAGE_LIMIT = 10 * (1 << 30)
 # What the runtime itself keeps in /tmp is small; leave room for the function's own scratch files.
 TMP_HEADROOM = 32 * MIB
 

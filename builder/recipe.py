@@ -28,6 +28,8 @@ from .runtimes import Runtime, get_runtime
 UNZIPPED_LIMIT = 262_144_000
 # Above this a zip cannot be uploaded directly; it goes through S3.
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024
+# A Lambda container image: 10 GB, uncompressed.
+IMAGE_LIMIT = 10 * (1 << 30)
 
 # Sizes are read as Lambda writes them: its "250 MB" is 262,144,000 bytes, its
 # "512 MB" of /tmp is 512 MiB and its "10 GB" image limit is 10 GiB, so MB means

@@ -219,19 +219,24 @@ def _load_headers(path: Path) -> list[tuple[int, int, int]]:
         ]
 
 
+def _misaligned_copy(lib: Path, destination: Path) -> tuple[Path, int]:
+    """A copy whose last PT_LOAD starts 0x10 bytes early: no longer congruent to its address."""
+    broken = _copy(lib, destination)
+    header_at, p_offset, p_align = _load_headers(broken)[-1]
+    data = bytearray(broken.read_bytes())
+    # Elf64_Phdr: p_type (4), p_flags (4), then p_offset (8).
+    struct.pack_into("<Q", data, header_at + 8, p_offset - 0x10)
+    broken.write_bytes(bytes(data))
+    return broken, p_align
+
+
 def test_load_segments_good_files(libs):
     for path in libs.values():
         assert load_segments_problem(path) is None, path
 
 
 def test_load_segments_detects_misaligned_offset(libs, tmp_path):
-    broken = _copy(libs["plain"], tmp_path / "libmisaligned.so")
-    header_at, p_offset, p_align = _load_headers(broken)[-1]
-    data = bytearray(broken.read_bytes())
-    # Elf64_Phdr: p_type (4), p_flags (4), then p_offset (8).
-    struct.pack_into("<Q", data, header_at + 8, p_offset - 0x10)
-    broken.write_bytes(bytes(data))
-
+    broken, p_align = _misaligned_copy(libs["plain"], tmp_path / "libmisaligned.so")
     problem = load_segments_problem(broken)
     assert problem is not None
     assert "not congruent modulo" in problem and hex(p_align) in problem
@@ -258,11 +263,7 @@ def test_loader_agrees_with_the_check(libs, tmp_path):
     """The misalignment the check reports is the one ld.so refuses."""
     import ctypes
 
-    broken = _copy(libs["plain"], tmp_path / "libldso.so")
-    header_at, p_offset, _ = _load_headers(broken)[-1]
-    data = bytearray(broken.read_bytes())
-    struct.pack_into("<Q", data, header_at + 8, p_offset - 0x10)
-    broken.write_bytes(bytes(data))
+    broken, _ = _misaligned_copy(libs["plain"], tmp_path / "libldso.so")
     assert load_segments_problem(broken) is not None
     with pytest.raises(OSError, match="page-aligned|properly aligned"):
         ctypes.CDLL(os.fspath(broken))
