@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .elf import elf_files, read_elf
+from .elf import ElfInfo, elf_files, read_elf
 from .errors import LayerError, VerifyError
 from .interpreters import Interpreter
 from .recipe import SmokeTest
@@ -121,23 +121,30 @@ def _files(tree: Path) -> dict[str, int]:
     return out
 
 
-def needs_in_tree(tree: Path) -> dict[str, set[str]]:
+def needs_in_tree(tree: Path, parsed: dict[str, ElfInfo | None] | None = None) -> dict[str, set[str]]:
     """Each shared object of the layer -> the layer's files it names in DT_NEEDED.
 
     A name held by several files (NumPy's and SciPy's bundled
     ``libgfortran-ed201abd.so.3.0.0``) resolves as the loader would find it:
     in the object's own RPATH/RUNPATH, else beside it (where its parent's
     ``$ORIGIN/../.libs`` found it); only if neither holds it, to all of them.
+    ``parsed``: headers already read, by path (filled in here); pruning only
+    removes files, so a path's headers never change.
     """
+    parsed = {} if parsed is None else parsed
     elves = {p.relative_to(tree).as_posix() for p in elf_files(tree)}
     by_name: dict[str, list[str]] = {}
     for rel in elves:
         by_name.setdefault(Path(rel).name, []).append(rel)
     needs: dict[str, set[str]] = {}
     for rel in elves:
-        try:
-            info = read_elf(tree / rel)
-        except LayerError:
+        if rel not in parsed:
+            try:
+                parsed[rel] = read_elf(tree / rel)
+            except LayerError:
+                parsed[rel] = None
+        info = parsed[rel]
+        if info is None:
             needs[rel] = set()
             continue
         origin = posixpath.dirname(rel)
@@ -156,9 +163,8 @@ def _as_loaded(candidates: list[str], folders: list[str]) -> list[str]:
     return candidates
 
 
-def needed_closure(tree: Path, start: set[str]) -> set[str]:
+def needed_closure(needs: dict[str, set[str]], start: set[str]) -> set[str]:
     """``start`` plus every shared object inside the layer that they need (DT_NEEDED), transitively."""
-    needs = needs_in_tree(tree)
     keep, todo = set(start), [r for r in start if r in needs]
     while todo:
         for candidate in needs[todo.pop()]:
@@ -193,7 +199,11 @@ class Pruner:
         self.tree, self.smoke, self.interpreter, self.runner, self.tmp = tree, smoke, interpreter, runner, tmp
         self.aside = aside
         self.experiment_min_bytes = experiment_min_bytes
+        self._parsed_elves: dict[str, ElfInfo | None] = {}
         self.report = PruneReport()
+
+    def _needs(self) -> dict[str, set[str]]:
+        return needs_in_tree(self.tree, self._parsed_elves)
 
     def trace(self) -> set[str]:
         with tempfile.TemporaryDirectory(prefix="layers-trace-", dir=self.tmp) as scratch:
@@ -235,7 +245,7 @@ class Pruner:
     def _prune_to_trace(self, batch: str) -> tuple[list[str], int, Path]:
         files = _files(self.tree)
         loaded = {rel for rel in self.trace() if rel in files}
-        keep = keep_set(files, loaded, needed_closure(self.tree, loaded))
+        keep = keep_set(files, loaded, needed_closure(self._needs(), loaded))
         doomed = sorted(rel for rel in files if rel not in keep)
         self.report.loaded_files = len(loaded)
         self.report.loaded_bytes = sum(files[r] for r in loaded)
@@ -301,7 +311,7 @@ class Pruner:
         named = {name.split(".")[0] for name in self.smoke.imports}
         files = _files(self.tree)
         needed_by: dict[str, set[str]] = {}
-        for elf, needed in needs_in_tree(self.tree).items():
+        for elf, needed in self._needs().items():
             for rel in needed:
                 needed_by.setdefault(rel, set()).add(elf)
         groups: dict[str, set[str]] = {}
