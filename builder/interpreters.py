@@ -65,7 +65,3 @@ def find_interpreter(version: str, runner: Runner, machine: str | None = None) -
         if result.ok and result.stdout.split() == [version, want_machine]:
             return Interpreter(candidate, version, want_machine)
     return None
-
-
-def host_machine() -> str:
-    return _HOST_MACHINE

@@ -42,9 +42,6 @@ class Inventory:
     def biggest(self, n: int = 10) -> list[tuple[str, int]]:
         return sorted(self.sizes.items(), key=lambda item: (-item[1], item[0]))[:n]
 
-    def with_owners(self, owners: dict[str, str]) -> "Inventory":
-        return Inventory(self.sizes, owners)
-
 
 def take_inventory(tree: Path, owners: dict[str, str] | None = None) -> Inventory:
     sizes = {}
