@@ -21,7 +21,7 @@ import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from .errors import BuildError, ToolMissing
+from .errors import BuildError, ToolMissing, UsageError
 from .runner import Result, Runner
 
 LABEL = "lambda-layer-builder"
@@ -32,6 +32,9 @@ MIN_ENGINE = "20.10"
 # What a container prints when its binaries are for another machine and no
 # binfmt_misc/QEMU handler is registered.
 _FOREIGN_BINARY = ("exec format error", "exec user process caused")
+# The networks a build container may join: the engine's default bridge, or,
+# asked for by name, the host's own (an index or proxy on 127.0.0.1) or none.
+NETWORKS = ("bridge", "host", "none")
 EMULATION_HINT = ("register QEMU with binfmt_misc (docker run --privileged tonistiigi/binfmt --install arm64), "
                   "or use --backend pip, which cross-installs wheels for the target")
 
@@ -64,11 +67,18 @@ def check_engine_version(version: Mapping) -> None:
             hint="upgrade the Docker engine, or use --backend pip")
 
 
+def check_network(network: str) -> str:
+    if network not in NETWORKS:
+        raise UsageError(f"unknown container network {network!r}", hint=f"one of: {', '.join(NETWORKS)}")
+    return network
+
+
 class Container:
     def __init__(self, image: str, *, client=None, platform: str | None = None,
                  volumes: Mapping[str, dict] | None = None, environment: Mapping[str, str] | None = None,
-                 echo: Callable[[str], None] | None = None, name_hint: str = "") -> None:
+                 echo: Callable[[str], None] | None = None, name_hint: str = "", network: str = "bridge") -> None:
         self.image = image
+        self.network = check_network(network)
         self.client = client
         self.platform = platform
         self.volumes = dict(volumes or {})
@@ -82,7 +92,7 @@ class Container:
         try:
             self.container = self.client.containers.create(
                 self.image, ["sleep", "infinity"], detach=True, init=True, platform=self.platform,
-                volumes=self.volumes, environment=self.environment, labels={LABEL: "1"}, network_mode="bridge",
+                volumes=self.volumes, environment=self.environment, labels={LABEL: "1"}, network_mode=self.network,
             )
             self.container.start()
             self._check_running()

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..certs import CONTAINER_PATH, container_environment, host_ca_bundle
-from ..container import Container, ContainerRunner, docker_client
+from ..container import Container, ContainerRunner, check_network, docker_client
 from ..errors import BuildError
 from ..images import BuildImage, docker_platform, ensure_build_image
 from ..interpreters import Interpreter
@@ -67,7 +67,8 @@ class DockerBackend:
 
     def __init__(self, runner: Runner, cache_dir: Path, *, base_image: str | None = None, client=None,
                  pip_cache_volume: str = PIP_CACHE_VOLUME, user: tuple[int, int] | None = None,
-                 environ: Mapping[str, str] | None = None, trust_host_cas: bool = True) -> None:
+                 environ: Mapping[str, str] | None = None, trust_host_cas: bool = True,
+                 network: str = "bridge") -> None:
         self.runner = runner  # for its verbosity and echo; commands run in the container
         self.cache_dir = cache_dir
         self.base_image = base_image
@@ -76,6 +77,7 @@ class DockerBackend:
         self.user = user or (os.getuid(), os.getgid())
         self.environ = dict(os.environ if environ is None else environ)
         self.trust_host_cas = trust_host_cas
+        self.network = check_network(network)  # "host" only when asked: it widens what the build reaches
         self.image: BuildImage | None = None
         self._prepared_for: Target | None = None
 
@@ -125,7 +127,7 @@ class DockerBackend:
                 notes.append(f"trusts the host's CA certificates ({bundle.count('BEGIN CERTIFICATE')} from "
                              f"{len(sources)} file(s))")
             with Container(image.tag, client=self.client, platform=docker_platform(target.arch),
-                           volumes=volumes, environment=environment) as box:
+                           volumes=volumes, environment=environment, network=self.network) as box:
                 user = "%d:%d" % self.user
                 self._prepare(box, user, home, tmp)
                 runner = ContainerRunner(box, user=user, base_env={},

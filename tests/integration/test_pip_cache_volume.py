@@ -1,9 +1,13 @@
 """The pip cache volume: a second build downloads nothing from an index that allows caching.
 
 This machine's proxy strips PyPI's Cache-Control headers, which defeats
-pip's HTTP cache; so the test serves its own PEP 503 index on the Docker
-bridge, with the headers PyPI sends (files: immutable, a year). Each build
-gets a fresh wheel store, so only the volume can save the download.
+pip's HTTP cache; so the test serves its own PEP 503 index, with the headers
+PyPI sends (files: immutable, a year). Each build gets a fresh wheel store,
+so only the volume can save the download.
+
+The index listens on 127.0.0.1 only and the build containers join the host's
+network: no bridge address is needed, so nothing depends on how this engine
+reports its bridge (a freshly started engine reports no gateway at all).
 """
 
 from __future__ import annotations
@@ -26,13 +30,8 @@ pytestmark = pytest.mark.integration
 VOLUME = "lambda-layer-builder-test-pip-cache"
 
 
-def _bridge_address(client) -> str:
-    network = client.networks.get("bridge")
-    return network.attrs["IPAM"]["Config"][0]["Gateway"]
-
-
 @pytest.fixture(scope="module")
-def caching_index(docker_engine, tmp_path_factory):
+def caching_index(tmp_path_factory):
     files = tmp_path_factory.mktemp("index-files")
     fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                               "--dest", str(files), "six==1.17.0"], capture_output=True, text=True)
@@ -63,10 +62,9 @@ def caching_index(docker_engine, tmp_path_factory):
         def log_message(self, *args):
             pass
 
-    address = _bridge_address(docker_engine)
-    server = http.server.ThreadingHTTPServer((address, 0), Index)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://{address}:{server.server_address[1]}/simple", requests
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple", requests
     server.shutdown()
     server.server_close()
 
@@ -90,11 +88,11 @@ def test_second_build_downloads_nothing_thanks_to_the_volume(docker_engine, cach
     index_url, requests = caching_index
     recipe = parse_recipe({"name": "six", "runtime": "python3.11", "requirements": ["six==1.17.0"],
                            "smoke": {"imports": ["six"], "code": ""}})
-    environ = {"PIP_INDEX_URL": index_url, "PIP_TRUSTED_HOST": index_url.split("//")[1].split(":")[0]}
+    environ = {"PIP_INDEX_URL": index_url, "PIP_TRUSTED_HOST": "127.0.0.1"}
     reports = []
     for run in ("first", "second"):
         backend = DockerBackend(Runner(), tmp_path / f"cache-{run}", base_image=BASE_IMAGE, client=docker_engine,
-                                pip_cache_volume=fresh_volume, environ=environ)
+                                pip_cache_volume=fresh_volume, environ=environ, network="host")
         result = build(recipe, "x86_64", backend, BuildOptions(out_dir=tmp_path / run, time_imports=False))
         reports.append(result.report)
     assert reports[0]["downloaded"] == ["six-1.17.0-py2.py3-none-any.whl"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from builder.backends.docker import forwarded_environment, resolve_base_image
+from builder.backends.docker import DockerBackend, forwarded_environment, resolve_base_image
 from builder.certs import CONTAINER_PATH, bundle_sources, container_environment, merge_bundles
-from builder.container import check_engine_version
-from builder.errors import BuildError, ToolMissing
+from builder.container import Container, check_engine_version
+from builder.errors import BuildError, ToolMissing, UsageError
+from builder.runner import Runner
 from builder.images import check_architecture, image_tag
 
 CERT_A = "-----BEGIN CERTIFICATE-----\nAAAA\nAAAA\n-----END CERTIFICATE-----\n"
@@ -87,3 +88,13 @@ def test_base_image_of_another_architecture_is_refused():
     with pytest.raises(BuildError) as caught:
         check_architecture({"Architecture": "amd64"}, "img", "arm64")
     assert "built for amd64, the target is arm64" in caught.value.message
+
+
+def test_the_container_network_is_the_bridge_unless_another_is_named(tmp_path):
+    assert DockerBackend(Runner(), tmp_path).network == "bridge"
+    assert DockerBackend(Runner(), tmp_path, network="host").network == "host"
+    for bad in ("host; rm", "container:other", ""):
+        with pytest.raises(UsageError, match="unknown container network"):
+            DockerBackend(Runner(), tmp_path, network=bad)
+        with pytest.raises(UsageError, match="unknown container network"):
+            Container("image", network=bad)
