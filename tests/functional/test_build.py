@@ -11,6 +11,7 @@ import pytest
 from builder.backends.pip import PipBackend
 from builder.build import BuildOptions, build
 from builder.errors import BudgetError, VerifyError
+from builder.interpreters import find_interpreter
 from builder.recipe import load_recipe, parse_recipe
 from builder.runner import Runner
 from builder.runtimes import wheel_min_glibc
@@ -66,7 +67,9 @@ def test_np311_layer_imports_and_reports_versions_from_the_zip(np311_twice, tmp_
         archive.extractall(tmp_path)
     code = ("import importlib.metadata as md, numpy, PIL.Image, requests;"
             "print(md.version('numpy'), md.version('pillow'), md.version('requests'))")
-    out = subprocess.run([Path.home() / ".pyenv/versions/3.11.7/bin/python3.11", "-I", "-S", "-B", "-c",
+    python311 = find_interpreter("3.11", Runner())  # whichever 3.11 patch release this machine has
+    assert python311 is not None, "python3.11 (pyenv) is part of this machine"
+    out = subprocess.run([python311.path, "-I", "-S", "-B", "-c",
                           f"import sys; sys.path.insert(0, {str(tmp_path / 'python')!r}); " + code],
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["2.2.6", "12.2.0", "2.32.5"]

@@ -1,8 +1,12 @@
-"""arm64 on an x86_64 engine: a clear error where no binfmt/QEMU handler is registered.
+"""arm64 on an x86_64 engine: a clear error where the engine cannot run the image's binaries.
 
 The arm64 base image is made here, with no registry: ``FROM scratch`` holding
 a minimal aarch64 ELF executable as /bin/sh and /bin/sleep, so the engine
-records it as linux/arm64 and the kernel refuses to run it.
+records it as linux/arm64 and the kernel refuses to run it. Whether this
+machine has a QEMU binfmt handler must not decide the outcome: the ELF sets
+one padding byte of its identification, which QEMU's handler (magic and mask
+of qemu-binfmt-conf.sh, Debian's and tonistiigi/binfmt's) requires to be zero,
+so no handler claims it and the kernel answers "exec format error" either way.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import io
 import struct
 import tarfile
-from pathlib import Path
 
 import pytest
 
@@ -26,12 +29,11 @@ from tests.integration.conftest import BASE_IMAGE, our_containers
 
 pytestmark = pytest.mark.integration
 ARM64_IMAGE = "layers-test-arm64:tiny"
-QEMU_HANDLERS = [Path("/proc/sys/fs/binfmt_misc/qemu-aarch64"), Path("/proc/sys/fs/binfmt_misc/qemu-arm64")]
 
 
 def _aarch64_exit0() -> bytes:
     """An aarch64 ELF executable that exits 0: header, one PT_LOAD, three instructions."""
-    header = b"\x7fELF\x02\x01\x01" + bytes(9)
+    header = b"\x7fELF\x02\x01\x01\x00\x00" + b"\x01" + bytes(6)  # EI_PAD[0] = 1: no binfmt handler matches
     header += struct.pack("<HHIQQQIHHHHHH", 2, 183, 1, 0x400078, 64, 0, 0, 64, 56, 1, 0, 0, 0)
     program = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, 0x84, 0x84, 0x1000)
     code = bytes.fromhex("000080d2a80b80d2010000d4")  # mov x0, #0; mov x8, #93 (exit); svc #0
@@ -40,8 +42,6 @@ def _aarch64_exit0() -> bytes:
 
 @pytest.fixture(scope="module")
 def arm64_image(docker_engine):
-    if any(handler.exists() for handler in QEMU_HANDLERS):
-        pytest.fail("this machine can emulate arm64; these tests expect an engine that cannot")
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
         files = {"Dockerfile": (b"FROM scratch\nCOPY prog /bin/sh\nCOPY prog /bin/sleep\n", 0o644),

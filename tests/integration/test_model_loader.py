@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from builder.interpreters import find_interpreter
+from builder.runner import Runner
 from builder.runtime.model_loader import ChecksumMismatch, ModelCache, ModelTooLarge
 from tests.conftest import ROOT
 from tests.integration.aws_fixtures import make_client
@@ -95,7 +97,9 @@ def test_two_processes_asking_at_once_download_once(s3, tmp_path, fault_proxy):
     script = textwrap.dedent(f"""
         import boto3, sys
         from botocore.config import Config
-        from builder.runtime.model_loader import ModelCache
+        from builder.interpreters import find_interpreter
+from builder.runner import Runner
+from builder.runtime.model_loader import ModelCache
         s3 = boto3.client("s3", region_name="us-east-1", endpoint_url="{proxy.url}", aws_access_key_id="t",
                           aws_secret_access_key="t", config=Config(s3={{"addressing_style": "path"}}))
         cache = ModelCache(root=sys.argv[1], s3_client=s3)
@@ -115,9 +119,8 @@ def test_two_processes_asking_at_once_download_once(s3, tmp_path, fault_proxy):
 
 def test_the_loader_parses_with_python36():
     # tf18 runs on python3.6, and the loader ships in its layer.
-    py36 = next((os.path.join(root, name, "bin", "python3.6") for root in [os.path.expanduser("~/.pyenv/versions")]
-                 for name in sorted(os.listdir(root)) if name.startswith("3.6.")), None)
-    assert py36, "python3.6 (pyenv) is needed: tf18's runtime"
-    compiled = subprocess.run([py36, "-c", "import ast,sys; ast.parse(open(sys.argv[1]).read())",
+    py36 = find_interpreter("3.6", Runner())
+    assert py36 is not None, "python3.6 (pyenv) is needed: tf18's runtime"
+    compiled = subprocess.run([py36.path, "-c", "import ast,sys; ast.parse(open(sys.argv[1]).read())",
                                str(ROOT / "builder" / "runtime" / "model_loader.py")], capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stderr
