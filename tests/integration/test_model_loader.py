@@ -97,9 +97,7 @@ def test_two_processes_asking_at_once_download_once(s3, tmp_path, fault_proxy):
     script = textwrap.dedent(f"""
         import boto3, sys
         from botocore.config import Config
-        from builder.interpreters import find_interpreter
-from builder.runner import Runner
-from builder.runtime.model_loader import ModelCache
+        from builder.runtime.model_loader import ModelCache
         s3 = boto3.client("s3", region_name="us-east-1", endpoint_url="{proxy.url}", aws_access_key_id="t",
                           aws_secret_access_key="t", config=Config(s3={{"addressing_style": "path"}}))
         cache = ModelCache(root=sys.argv[1], s3_client=s3)
