@@ -98,3 +98,10 @@ def test_the_container_network_is_the_bridge_unless_another_is_named(tmp_path):
             DockerBackend(Runner(), tmp_path, network=bad)
         with pytest.raises(UsageError, match="unknown container network"):
             Container("image", network=bad)
+
+
+def test_the_test_run_caches_in_its_own_folder_never_the_users(own_cache_dir, tmp_path_factory):
+    from builder.backends.select import cache_dir
+
+    assert cache_dir() == own_cache_dir
+    assert tmp_path_factory.getbasetemp() in cache_dir().parents
