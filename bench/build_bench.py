@@ -20,15 +20,15 @@ import time
 import zipfile
 from pathlib import Path
 
-from bench.zip_compare import compare_with_zip_cli
 from bench.results import write_results
+from bench.zip_compare import compare_with_zip_cli
 from builder.backends.pip import PipBackend
 from builder.backends.select import cache_dir
 from builder.build import BuildOptions, build
-from builder.interpreters import find_interpreter
 from builder.recipe import load_recipe
 from builder.runner import Runner
-from builder.verify import time_imports
+from builder.verify.interpreters import find_interpreter
+from builder.verify.smoke import time_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = "np311"

@@ -32,9 +32,9 @@ from pathlib import Path
 
 from bench.results import write_results
 from builder.backends.base import Lock
+from builder.backends.container import docker_client
 from builder.backends.docker import DockerBackend
 from builder.build import BuildOptions, build
-from builder.container import docker_client
 from builder.recipe import load_recipe
 from builder.runner import Runner
 
@@ -147,7 +147,7 @@ def main() -> int:
 
 
 def _build_tag(client, recipe) -> str:
-    from builder.images import dockerfile_for, image_tag
+    from builder.backends.images import dockerfile_for, image_tag
 
     runtime = recipe.runtime_info
     base_id = client.images.get(BASE).attrs["Id"]

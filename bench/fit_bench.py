@@ -21,11 +21,11 @@ from bench.results import write_results
 from builder.backends.pip import PipBackend
 from builder.backends.select import cache_dir
 from builder.build import BuildOptions, build
-from builder.interpreters import find_interpreter
 from builder.plan import Item, plan_budget
 from builder.recipe import load_recipe, parse_size
 from builder.runner import Runner
-from builder.verify import time_imports
+from builder.verify.interpreters import find_interpreter
+from builder.verify.smoke import time_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORT_RUNS = 5

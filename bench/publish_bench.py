@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 
 from bench.results import write_results
-from builder.artifact import load_artifact
-from builder.aws import AwsClient, RateLimiter
 from builder.backends.pip import PipBackend
 from builder.backends.select import cache_dir
 from builder.build import BuildOptions, build
-from builder.manifest import Manifest
-from builder.publish import Executor, PublishRequest, check_request, lambda_api, make_plan, read_latest
+from builder.publish.artifact import load_artifact
+from builder.publish.aws import AwsClient, RateLimiter
+from builder.publish.executor import Executor, read_latest
+from builder.publish.manifest import Manifest
+from builder.publish.plan import PublishRequest, check_request, lambda_api, make_plan
 from builder.recipe import load_recipe
 from builder.runner import Runner
 from tests.support.fault_proxy import FaultProxy

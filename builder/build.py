@@ -29,17 +29,17 @@ from pathlib import Path
 from . import __version__
 from .archive import ZipResult, write_layer_zip
 from .backends.base import Backend, Lock, Resolution, Session, Target
-from .bytecode import BytecodeResult, compile_tree
 from .compare import compare_zips
 from .errors import BudgetError, UsageError
 from .events import Reporter, Silent
-from .interpreters import Interpreter
 from .lockfile import layer_identity
-from .trace import PruneReport, Pruner
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .recipe import IMAGE_LIMIT, Recipe
-from .strip import StripContext, StripReport, installed_distributions, strip_tree
-from .verify import Verification, time_imports, verify
+from .strip.bytecode import BytecodeResult, compile_tree
+from .strip.rules import StripContext, StripReport, installed_distributions, strip_tree
+from .strip.trace import Pruner, PruneReport
+from .verify.interpreters import Interpreter
+from .verify.smoke import Verification, time_imports, verify
 
 
 @dataclass(frozen=True)
@@ -239,9 +239,9 @@ def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, bac
                   options: BuildOptions, reporter: Reporter, timer: _Timer, stages: _TargetStages,
                   final: Inventory) -> BuildResult:
     """The stripped, verified tree as a Lambda container image; its imports checked in the image itself."""
-    from .container import Container
+    from .backends.container import Container
+    from .backends.images import build_function_image, docker_platform
     from .errors import VerifyError
-    from .images import build_function_image, docker_platform
 
     if final.total > IMAGE_LIMIT:
         raise BudgetError(f"{recipe.name} is {human(final.total)} unzipped, over the 10 GB of a container image")

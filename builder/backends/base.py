@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
-from ..interpreters import Interpreter
 from ..runner import Runner
 from ..runtimes import MACHINE, Runtime
+from ..verify.interpreters import Interpreter
 
 
 @dataclass(frozen=True)

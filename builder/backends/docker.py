@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..certs import CONTAINER_PATH, container_environment, host_ca_bundle
-from ..container import Container, ContainerRunner, check_network, docker_client
 from ..errors import BuildError
-from ..images import BuildImage, docker_platform, ensure_build_image
-from ..interpreters import Interpreter
 from ..runner import Runner
+from ..verify.interpreters import Interpreter
 from .base import Session, Target
+from .certs import CONTAINER_PATH, container_environment, host_ca_bundle
+from .container import Container, ContainerRunner, check_network, docker_client
+from .images import BuildImage, docker_platform, ensure_build_image
 from .pip import PipBackend
 
 PIP_CACHE_VOLUME = "lambda-layer-builder-pip-cache"

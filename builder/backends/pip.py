@@ -37,10 +37,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 from ..errors import ResolveError, UsageError
-from ..interpreters import find_interpreter
 from ..recipe import Recipe
 from ..runner import Result, Runner
 from ..runtimes import wheel_min_glibc
+from ..verify.interpreters import find_interpreter
 from .base import Lock, LockedWheel, Resolution, Session, Target
 
 # Reproducible wheels from sdists, and no prompts from pip.

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..container import Container
 from ..errors import BuildError, ToolMissing, UsageError
 from ..events import Reporter
-from ..images import DOCKER_ARCH, docker_platform
 from ..runner import Runner
 from .base import Target
+from .container import Container
 from .docker import DockerBackend
+from .images import DOCKER_ARCH, docker_platform
 from .pip import PipBackend
 
 BACKENDS = ("auto", "pip", "docker")

@@ -1,4 +1,4 @@
-"""builder.binstrip with the real tools: gcc, GNU strip, llvm-strip, patchelf.
+"""builder.strip.symbols with the real tools: gcc, GNU strip, llvm-strip, patchelf.
 
 The breakage binstrip guards against is reproduced for real twice here:
 
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.binstrip import NO_DEBUG, VENDORED, StripOutcome, find_strip_tool, strip_shared_objects
-from builder.elf import load_segments_problem, read_elf
 from builder.runner import Runner
+from builder.strip.symbols import NO_DEBUG, VENDORED, StripOutcome, find_strip_tool, strip_shared_objects
+from builder.verify.elf import load_segments_problem, read_elf
 
 HOST = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine(), platform.machine())
 

@@ -11,10 +11,10 @@ import pytest
 from builder.backends.pip import PipBackend
 from builder.build import BuildOptions, build
 from builder.errors import BudgetError, VerifyError
-from builder.interpreters import find_interpreter
 from builder.recipe import load_recipe, parse_recipe
 from builder.runner import Runner
 from builder.runtimes import wheel_min_glibc
+from builder.verify.interpreters import find_interpreter
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.functional

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.bytecode import compile_tree
-from builder.interpreters import find_interpreter
 from builder.runner import Runner
+from builder.strip.bytecode import compile_tree
+from builder.verify.interpreters import find_interpreter
 
 pytestmark = pytest.mark.functional
 

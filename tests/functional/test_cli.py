@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_recipe import BAD_RECIPES
 from tests.conftest import ROOT, VALID_RECIPE
+from tests.unit.test_recipe import BAD_RECIPES
 
 pytestmark = pytest.mark.functional
 LAYERS = [sys.executable, "-m", "builder"]

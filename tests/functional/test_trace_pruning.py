@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.interpreters import find_interpreter
 from builder.recipe import SmokeTest
 from builder.runner import Runner
-from builder.trace import Pruner, needs_in_tree
+from builder.strip.trace import Pruner, needs_in_tree
+from builder.verify.interpreters import find_interpreter
 
 pytestmark = pytest.mark.functional
 

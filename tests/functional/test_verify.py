@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from builder.errors import VerifyError
-from builder.interpreters import find_interpreter
 from builder.recipe import SmokeTest
 from builder.runner import Runner
-from builder.verify import check_glibc, verify
+from builder.verify.interpreters import find_interpreter
+from builder.verify.smoke import check_glibc, verify
 
 pytestmark = pytest.mark.functional
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from builder.container import LABEL, docker_client
+from builder.backends.container import LABEL, docker_client
 from tests.integration.aws_fixtures import aws_client, fault_proxy, moto_server  # noqa: F401  (fixtures)
 
 BASE_IMAGE = os.environ.get("LAYERS_TEST_BASE_IMAGE", "layers-test-base:bookworm")

@@ -17,14 +17,14 @@ import tarfile
 
 import pytest
 
-from builder.container import Container
-from builder.errors import BuildError
-from builder.recipe import parse_recipe
-from builder.runner import Runner
 from builder.backends.base import Target
+from builder.backends.container import Container
 from builder.backends.pip import PipBackend
 from builder.backends.select import choose_backend
+from builder.errors import BuildError
 from builder.events import Silent
+from builder.recipe import parse_recipe
+from builder.runner import Runner
 from tests.integration.conftest import BASE_IMAGE, our_containers
 
 pytestmark = pytest.mark.integration

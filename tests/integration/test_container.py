@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from builder.container import Container
+from builder.backends.container import Container
 from tests.integration.conftest import BASE_IMAGE, our_containers
 
 pytestmark = pytest.mark.integration

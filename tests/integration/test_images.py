@@ -2,8 +2,8 @@
 
 import pytest
 
+from builder.backends.images import ensure_build_image
 from builder.errors import BuildError
-from builder.images import ensure_build_image
 from builder.runtimes import get_runtime
 from tests.integration.conftest import BASE_IMAGE
 

@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from builder.interpreters import find_interpreter
 from builder.runner import Runner
 from builder.runtime.model_loader import ChecksumMismatch, ModelCache, ModelTooLarge
+from builder.verify.interpreters import find_interpreter
 from tests.conftest import ROOT
 from tests.integration.aws_fixtures import make_client
 

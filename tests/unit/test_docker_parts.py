@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from builder.backends.certs import CONTAINER_PATH, bundle_sources, container_environment, merge_bundles
+from builder.backends.container import Container, check_engine_version
 from builder.backends.docker import DockerBackend, forwarded_environment, resolve_base_image
-from builder.certs import CONTAINER_PATH, bundle_sources, container_environment, merge_bundles
-from builder.container import Container, check_engine_version
+from builder.backends.images import check_architecture, image_tag
 from builder.errors import BuildError, ToolMissing, UsageError
 from builder.runner import Runner
-from builder.images import check_architecture, image_tag
 
 CERT_A = "-----BEGIN CERTIFICATE-----\nAAAA\nAAAA\n-----END CERTIFICATE-----\n"
 CERT_B = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"

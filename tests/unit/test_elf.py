@@ -1,4 +1,4 @@
-"""builder.elf on real shared objects compiled here with gcc (no mocks).
+"""builder.verify.elf on real shared objects compiled here with gcc (no mocks).
 
 This host has glibc 2.36, so a library calling arc4random (GLIBC_2.36) is a
 real "too new for Lambda" library, and one doing arithmetic only needs the
@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from builder.elf import (
+from builder.errors import VerifyError
+from builder.verify.elf import (
     GlibcViolation,
     elf_files,
     glibc_violations,
@@ -26,7 +27,6 @@ from builder.elf import (
     load_segments_problem,
     read_elf,
 )
-from builder.errors import VerifyError
 
 HOST = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine(), platform.machine())
 

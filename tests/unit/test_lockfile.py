@@ -7,8 +7,8 @@ import pytest
 from builder.backends.base import Lock, LockedWheel
 from builder.errors import UsageError
 from builder.lockfile import LockFile, layer_identity, requirements_digest, version_changes
+from builder.rebuild.schedule import WorkflowOptions, check_cron, github_workflow
 from builder.recipe import parse_recipe
-from builder.schedule import WorkflowOptions, check_cron, github_workflow
 
 
 def recipe(pin="six==1.16.0", **extra):

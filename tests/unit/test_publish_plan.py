@@ -8,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from builder.artifact import Artifact
-from builder.aws import PublishedVersion, RateLimiter, _retry_after
 from builder.errors import BudgetError, UsageError, VerifyError
-from builder.manifest import Entry, Manifest, render
-from builder.publish import (Grant, PublishRequest, check_request, layer_description, make_plan, plan_prune,
-                             staging_key)
+from builder.publish.artifact import Artifact
+from builder.publish.aws import PublishedVersion, RateLimiter, _retry_after
+from builder.publish.manifest import Entry, Manifest, render
+from builder.publish.plan import (
+    Grant,
+    PublishRequest,
+    check_request,
+    layer_description,
+    make_plan,
+    plan_prune,
+    staging_key,
+)
 
 CODE = "uqEPhBiY/EGKUhgz4BSnfTygHBWwxs3M5qDSiX5tu98="
 

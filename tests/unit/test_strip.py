@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 
 from builder.errors import RecipeError
-from builder.imports import ImportIndex, imported_by_source, unimported
 from builder.recipe import StripSettings
-from builder.strip import (Distribution, StripContext, installed_distributions, matches_any, plan_drop,
-                           strip_tree)
+from builder.strip.imports import ImportIndex, imported_by_source, unimported
+from builder.strip.rules import Distribution, StripContext, installed_distributions, matches_any, plan_drop, strip_tree
 
 
 def make_tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -34,7 +33,7 @@ def dist(name: str, version: str, requires=(), files=()) -> dict[str, str]:
 
 
 def run(tree: Path, profile="standard", remove=(), keep=(), drop=(), roots=("app",), skip=("debug-symbols",)):
-    from builder import strip
+    from builder.strip import rules as strip
 
     rules = tuple(r for r in strip.PROFILES[profile] if r not in skip)
     settings = StripSettings(profile=profile, remove=tuple(remove), keep=tuple(keep), drop=tuple(drop), docstrings="keep")

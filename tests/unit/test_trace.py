@@ -1,6 +1,6 @@
 """Trace pruning's pure part: what stays once the workload's files are known."""
 
-from builder.trace import keep_set
+from builder.strip.trace import keep_set
 
 
 def test_keep_set_holds_loaded_files_their_libraries_touched_sources_and_metadata():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .runner import Runner
+from ..runner import Runner
 
 _PROBE = "import sys, platform; print('%d.%d' % sys.version_info[:2], platform.machine())"
 _HOST_MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())

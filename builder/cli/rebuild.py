@@ -13,14 +13,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
-from .cli_publish import ManifestDir, Regions, _aws_client, _split
-from .errors import LayerError, UsageError
-from .measure import human
+from ..errors import LayerError, UsageError
+from ..measure import human
+from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
+from .publish import ManifestDir, Regions, _aws_client, _split
+
 
 # -- locks, rebuilds, schedules ---------------------------------------------------
 def _load_recipes(names: list[str], all_recipes: bool, recipes_dir: Path | None):
-    from .recipe import default_recipes_dir, load_recipe
+    from ..recipe import default_recipes_dir, load_recipe
 
     if bool(names) == all_recipes:
         raise UsageError("name the recipes, or pass --all")
@@ -40,11 +41,11 @@ def lock(
     verbose: Verbose = False,
 ) -> None:
     """Pin a recipe's whole stack, per architecture, to exact versions and hashes."""
-    from .backends.base import Target
-    from .backends.select import choose_backend
-    from .lockfile import LockFile, load_lockfile, lock_path, requirements_digest, save_lockfile, version_changes
-    from .rebuild import resolve_afresh
-    from .recipe import load_recipe
+    from ..backends.base import Target
+    from ..backends.select import choose_backend
+    from ..lockfile import LockFile, load_lockfile, lock_path, requirements_digest, save_lockfile, version_changes
+    from ..rebuild.rebuild import resolve_afresh
+    from ..recipe import load_recipe
 
     reporter = RichReporter(err)
     try:
@@ -90,8 +91,8 @@ def rebuild(
     verbose: Verbose = False,
 ) -> None:
     """Re-resolve recipes; rebuild (and publish) only those whose layer would change."""
-    from .publish import Grant, PublishRequest
-    from .rebuild import RebuildOptions, Rebuilder
+    from ..publish.plan import Grant, PublishRequest
+    from ..rebuild.rebuild import Rebuilder, RebuildOptions
 
     reporter = RichReporter(err, quiet=as_json)
     try:
@@ -147,8 +148,8 @@ def schedule_github(
     recipes_dir: RecipesDir = None,
 ) -> None:
     """Write a GitHub Actions workflow: cron, recipe × arch matrix, OIDC role, rebuild then publish."""
-    from .publish import check_regions
-    from .schedule import WorkflowOptions, github_workflow
+    from ..publish.plan import check_regions
+    from ..rebuild.schedule import WorkflowOptions, github_workflow
 
     try:
         loaded = _load_recipes([], True, recipes_dir)

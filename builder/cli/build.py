@@ -1,71 +1,22 @@
-"""The ``layers`` command: the only place that prints or exits.
+"""``layers build``, ``diff``, ``recipes``, ``report`` and ``init``: building and inspecting layers.
 
-Each command parses its arguments, calls the library, and renders the result
-with rich. Library errors (``LayerError``) become one line, a hint and the
-error's exit code; nothing reaches the user as a traceback. Building and
-inspecting are here; publishing and planning are in ``cli_publish``, locks,
-rebuilds and schedules in ``cli_rebuild``, on the same ``app``.
+Part of the CLI (``builder.cli``): the same consoles, error mapping and
+reporter (``app``); the library does the work (``build``, ``compare``,
+``measure``, ``init``).
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import __version__
-from .errors import LayerError, RecipeError, UsageError
-from .measure import human
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Build, verify and publish heavy Python stacks as AWS Lambda layers.")
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
-
-
-class RichReporter:
-    def __init__(self, console: Console, quiet: bool = False) -> None:
-        self.console = console
-        self.quiet = quiet
-
-    def step(self, title: str) -> None:
-        if not self.quiet:
-            self.console.print(f"[bold cyan]•[/] {title}")
-
-    def notice(self, text: str) -> None:
-        self.console.print(f"[yellow]notice:[/] {text}")
-
-    @contextmanager
-    def progress(self, title: str, total: int):
-        with Progress(TextColumn(f"  {title}"), BarColumn(), DownloadColumn(binary_units=True),
-                      TimeElapsedColumn(), console=self.console, transient=True,
-                      disable=self.quiet or not self.console.is_terminal) as bar:
-            task = bar.add_task(title, total=total)
-            yield lambda n: bar.advance(task, n)
-
-
-def _fail(error: LayerError) -> None:
-    err.print(f"[bold red]error:[/] {error.message}", soft_wrap=True)
-    if error.hint:
-        err.print(f"[dim]hint:[/] {error.hint}", soft_wrap=True)
-    raise typer.Exit(error.exit_code)
-
-
-def _runner(verbose: bool):
-    from .runner import Runner
-
-    return Runner(verbose=verbose, echo=lambda line: err.print(f"[dim]{line}[/]", soft_wrap=True, markup=False))
-
-
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Echo every command as '+ cmd'.")]
-RecipesDir = Annotated[Optional[Path], typer.Option("--recipes", help="Directory of recipe TOML files.")]
+from ..errors import LayerError, RecipeError, UsageError
+from ..measure import human
+from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
 
 
 @app.command()
@@ -90,11 +41,12 @@ def build(
     verbose: Verbose = False,
 ) -> None:
     """Build a recipe into a stripped, verified, reproducible layer zip."""
-    from .backends.base import Target
-    from .backends.select import choose_backend
-    from .build import BuildOptions, build as run_build
-    from .lockfile import committed_lock
-    from .recipe import load_recipe
+    from ..backends.base import Target
+    from ..backends.select import choose_backend
+    from ..build import BuildOptions
+    from ..build import build as run_build
+    from ..lockfile import committed_lock
+    from ..recipe import load_recipe
 
     reporter = RichReporter(err, quiet=as_json)
     try:
@@ -128,7 +80,7 @@ def build(
 
 
 def _read_lock(path: Path):
-    from .backends.base import Lock
+    from ..backends.base import Lock
 
     try:
         return Lock.from_json(json.loads(path.read_text()))
@@ -143,7 +95,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """List the files two layer zips do not share or hold differently, with the reason for each."""
-    from .compare import compare_zips
+    from ..compare import compare_zips
 
     try:
         comparison = compare_zips(first, second)
@@ -212,7 +164,7 @@ def _show_budget(report: dict) -> None:
 @app.command("recipes")
 def list_recipes(recipes_dir: RecipesDir = None) -> None:
     """List the recipes and whether each one parses."""
-    from .recipe import default_recipes_dir, load_recipe
+    from ..recipe import default_recipes_dir, load_recipe
 
     directory = recipes_dir or default_recipes_dir()
     table = Table()
@@ -236,7 +188,7 @@ def list_recipes(recipes_dir: RecipesDir = None) -> None:
 def report(zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A built layer zip.")],
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the report of a built zip (and check the zip is the one it describes)."""
-    from .artifact import load_artifact
+    from ..publish.artifact import load_artifact
 
     try:
         data = load_artifact(zip_path).report
@@ -260,30 +212,11 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing recipe.")] = False,
 ) -> None:
     """Make a recipe from a requirements file."""
-    from .init import write_recipe
-    from .recipe import default_recipes_dir
+    from ..init import write_recipe
+    from ..recipe import default_recipes_dir
 
     try:
         path = write_recipe(name, requirements, runtime, tuple(arch), recipes_dir or default_recipes_dir(), force)
     except LayerError as error:
         _fail(error)
     out.print(f"[green]wrote[/] {path}; check its smoke test, then: layers build {name}")
-
-
-# The other commands add themselves to ``app``.
-from . import cli_publish, cli_rebuild  # noqa: E402,F401
-
-
-@app.callback(invoke_without_command=True)
-def _version(version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False) -> None:
-    if version:
-        out.print(f"layers {__version__}")
-        raise typer.Exit(0)
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]")
-        sys.exit(130)

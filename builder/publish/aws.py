@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LayerError
+from ..errors import LayerError
 
 # Codes worth another try: throttling and the service's own failures.
 RETRYABLE_CODES = frozenset({
@@ -137,8 +137,14 @@ class AwsClient:
 
     def _retrying(self, region: str, operation: str, invoke: Callable[[], object], *,
                   before_retry: Callable[[], object] | None = None, rate_limited: bool = False):
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
-        from botocore.exceptions import ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         last = ""
         for attempt in range(1, self.max_attempts + 1):

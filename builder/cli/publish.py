@@ -13,9 +13,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
-from .errors import LayerError, UsageError
-from .measure import human
+from ..errors import LayerError, UsageError
+from ..measure import human
+from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
 
 # -- publishing ----------------------------------------------------------------
 Regions = Annotated[Optional[str], typer.Option("--regions", help="Comma-separated regions, e.g. us-east-1,eu-west-1.")]
@@ -30,8 +30,8 @@ def _aws_client():
     """The AWS seam as the commands use it: Lambda's rate, and the retry policy (tunable from the environment)."""
     import os
 
-    from .aws import AwsClient, RateLimiter
-    from .publish import lambda_api
+    from ..publish.aws import AwsClient, RateLimiter
+    from ..publish.plan import lambda_api
 
     try:
         attempts = int(os.environ.get("LAYERS_AWS_MAX_ATTEMPTS", "8"))
@@ -44,15 +44,16 @@ def _aws_client():
 
 def _artifacts(target: str, arch: str | None, out_dir: Path, recipes_dir: Path | None, reporter, verbose: bool):
     """The built layers to publish: a zip, or a recipe's zips (built first where missing)."""
-    from .artifact import built_zip, load_artifact
+    from ..publish.artifact import built_zip, load_artifact
 
     if target.endswith(".zip"):
         return [load_artifact(Path(target))]
-    from .backends.base import Target
-    from .backends.select import choose_backend
-    from .build import BuildOptions, build as run_build
-    from .lockfile import committed_lock
-    from .recipe import load_recipe
+    from ..backends.base import Target
+    from ..backends.select import choose_backend
+    from ..build import BuildOptions
+    from ..build import build as run_build
+    from ..lockfile import committed_lock
+    from ..recipe import load_recipe
 
     recipe = load_recipe(target, recipes_dir)
     arches = [arch] if arch else list(recipe.architectures)
@@ -93,8 +94,9 @@ def publish(
     verbose: Verbose = False,
 ) -> None:
     """Publish a built layer as a new version in every asked region that lacks this zip."""
-    from .manifest import Manifest, manifest_path
-    from .publish import Executor, Grant, PublishRequest, check_request, make_plan, read_latest
+    from ..publish.executor import Executor, read_latest
+    from ..publish.manifest import Manifest, manifest_path
+    from ..publish.plan import Grant, PublishRequest, check_request, make_plan
 
     reporter = RichReporter(err, quiet=as_json)
     failed = False
@@ -179,7 +181,7 @@ def arns(
     manifests: ManifestDir = Path("published"),
 ) -> None:
     """Print the published layer ARNs of a recipe."""
-    from .manifest import Manifest, manifest_path, render
+    from ..publish.manifest import Manifest, manifest_path, render
 
     try:
         path = manifest_path(manifests, recipe)
@@ -209,8 +211,8 @@ def prune(
     manifests: ManifestDir = Path("published"),
 ) -> None:
     """Delete old layer versions in every region, never the one the manifest names as current."""
-    from .manifest import Manifest, manifest_path
-    from .publish import check_regions, plan_prune
+    from ..publish.manifest import Manifest, manifest_path
+    from ..publish.plan import check_regions, plan_prune
 
     try:
         manifest = Manifest.load(manifest_path(manifests, recipe), recipe)
@@ -240,7 +242,7 @@ def prune(
 
 # -- planning ------------------------------------------------------------------------
 def _size(text: str, what: str) -> int:
-    from .recipe import parse_size
+    from ..recipe import parse_size
 
     try:
         return parse_size(text)
@@ -249,9 +251,9 @@ def _size(text: str, what: str) -> int:
 
 
 def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
-    from .artifact import built_zip, load_artifact
-    from .plan import Item
-    from .recipe import load_recipe
+    from ..plan import Item
+    from ..publish.artifact import built_zip, load_artifact
+    from ..recipe import load_recipe
 
     if "=" in text:
         name, size = text.rsplit("=", 1)
@@ -269,7 +271,7 @@ def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
 
 
 def _plan_model(text: str):
-    from .plan import Item
+    from ..plan import Item
 
     location, size = text.rsplit("=", 1) if "=" in text else (text, "")
     if size:
@@ -301,7 +303,7 @@ def plan_command(
     recipes_dir: RecipesDir = None,
 ) -> None:
     """Where do the layers and the models fit? The package, S3 + /tmp, or a container image."""
-    from .plan import plan_budget
+    from ..plan import plan_budget
 
     try:
         layers = [_plan_layer(text, arch, out_dir, recipes_dir) for text in layer or []]

@@ -16,11 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import VerifyError
+from ..recipe import SmokeTest
+from ..runner import Result, Runner
 from .elf import elf_files, glibc_violations, read_elf
-from .errors import VerifyError
 from .interpreters import Interpreter
-from .recipe import SmokeTest
-from .runner import Result, Runner
 
 SMOKE_TIMEOUT = 900
 

@@ -16,7 +16,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from ..errors import UsageError
 
 FORMAT_VERSION = 1
 

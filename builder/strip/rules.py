@@ -28,9 +28,9 @@ from packaging.markers import InvalidMarker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from .errors import RecipeError
+from ..errors import RecipeError
+from ..recipe import StripSettings
 from .imports import ImportIndex, unimported
-from .recipe import StripSettings
 
 TEST_DIRS = frozenset({"test", "tests", "testing", "_test", "_tests", "unittest", "unittests", "kernel_tests"})
 TEST_FILE = re.compile(r"^(test_.*|.*_test|.*_tests|conftest)\.py$")
@@ -354,7 +354,7 @@ def _drop(ctx: StripContext) -> tuple[list[Path], list[str]]:
 
 
 def _debug_symbols(ctx: StripContext) -> tuple[list[Path], list[str]]:
-    from .binstrip import strip_shared_objects
+    from .symbols import strip_shared_objects
 
     outcome = strip_shared_objects(ctx.tree, runner=ctx.runner, machine=ctx.machine, which=ctx.which)
     ctx.binaries = outcome

@@ -21,8 +21,8 @@ import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from .errors import BuildError, ToolMissing, UsageError
-from .runner import Result, Runner
+from ..errors import BuildError, ToolMissing, UsageError
+from ..runner import Result, Runner
 
 LABEL = "lambda-layer-builder"
 # Docker 20.10: the first engine API that takes a platform when creating a

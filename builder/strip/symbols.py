@@ -42,10 +42,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from .elf import ElfInfo, elf_files, load_segments_problem, read_elf
-from .errors import ToolMissing, VerifyError
-from .runner import Runner
-from .runtimes import MACHINE
+from ..errors import ToolMissing, VerifyError
+from ..runner import Runner
+from ..runtimes import MACHINE
+from ..verify.elf import ElfInfo, elf_files, load_segments_problem, read_elf
 
 # What GNU strip calls each machine's ELF format in `strip --info`.
 _BFD_TARGET = {"x86_64": "elf64-x86-64", "aarch64": "elf64-littleaarch64"}

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import BuildError, UsageError
+from ..runtimes import Runtime
 from .container import EMULATION_HINT
-from .errors import BuildError, UsageError
-from .runtimes import Runtime
 
-DOCKERFILES = Path(__file__).resolve().parents[1] / "dockerfiles"
+DOCKERFILES = Path(__file__).resolve().parents[2] / "dockerfiles"
 REPOSITORY = "lambda-layer-builder/build"
 # Lambda's architecture names -> Docker's.
 DOCKER_ARCH = {"x86_64": "amd64", "arm64": "arm64"}

@@ -33,16 +33,17 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .artifact import built_zip, load_artifact, published_name
-from .backends.base import Lock, Target
-from .backends.select import choose_backend
-from .build import BuildOptions, build
-from .errors import LayerError
-from .lockfile import LockFile, layer_identity, load_lockfile, requirements_digest, save_lockfile, version_changes
-from .manifest import Manifest, manifest_path
-from .publish import Executor, PublishRequest, check_request, identity_marker, make_plan, read_latest
-from .recipe import Recipe
-from .runner import Runner
+from ..backends.base import Lock, Target
+from ..backends.select import choose_backend
+from ..build import BuildOptions, build
+from ..errors import LayerError
+from ..lockfile import LockFile, layer_identity, load_lockfile, requirements_digest, save_lockfile, version_changes
+from ..publish.artifact import built_zip, load_artifact, published_name
+from ..publish.executor import Executor, read_latest
+from ..publish.manifest import Manifest, manifest_path
+from ..publish.plan import PublishRequest, check_request, identity_marker, make_plan
+from ..recipe import Recipe
+from ..runner import Runner
 
 _INDEX_VERSIONS = re.compile(r"Available versions:\s*(.+)")
 

@@ -14,8 +14,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import sha256_of
-from .errors import UsageError
+from ..archive import sha256_of
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
-from typing import BinaryIO
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.construct import ConstructError
@@ -40,7 +40,7 @@ from elftools.elf.dynamic import DynamicSection, DynamicSegment
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
-from .errors import VerifyError
+from ..errors import VerifyError
 
 ELF_MAGIC = b"\x7fELF"
 # The names wheels, Lambda and uname use for the two machines we build for.

@@ -14,8 +14,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
-from .recipe import Recipe
+from ..errors import UsageError
+from ..recipe import Recipe
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z]+$")
 RUNNERS = {"x86_64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}

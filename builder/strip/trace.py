@@ -32,13 +32,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .elf import ElfInfo, elf_files, read_elf
-from .errors import LayerError, VerifyError
-from .interpreters import Interpreter
-from .recipe import SmokeTest
-from .runner import Runner
-from .strip import prune_empty_dirs
-from .verify import run_smoke_test, run_workload
+from ..errors import LayerError, VerifyError
+from ..recipe import SmokeTest
+from ..runner import Runner
+from ..verify.elf import ElfInfo, elf_files, read_elf
+from ..verify.interpreters import Interpreter
+from ..verify.smoke import run_smoke_test, run_workload
+from .rules import prune_empty_dirs
 
 MIB = 1 << 20
 # Experiments: only what is at least this big is worth a workload run each.

@@ -26,9 +26,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BuildError
-from .interpreters import Interpreter
-from .runner import Runner
+from ..errors import BuildError
+from ..runner import Runner
+from ..verify.interpreters import Interpreter
 
 # The zip's fixed timestamp (1980-01-01 00:00:00 UTC) as a Unix time.
 FIXED_MTIME = 315532800

@@ -1,0 +1,78 @@
+"""The ``layers`` application: its consoles, the one error-to-exit mapping, shared options.
+
+Commands live beside this module, by subject (``build``, ``publish``,
+``rebuild``), and add themselves to ``app``; this module imports none of
+them, so the package has no import circle.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import __version__
+from ..errors import LayerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Build, verify and publish heavy Python stacks as AWS Lambda layers.")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class RichReporter:
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+
+    def step(self, title: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[bold cyan]•[/] {title}")
+
+    def notice(self, text: str) -> None:
+        self.console.print(f"[yellow]notice:[/] {text}")
+
+    @contextmanager
+    def progress(self, title: str, total: int):
+        with Progress(TextColumn(f"  {title}"), BarColumn(), DownloadColumn(binary_units=True),
+                      TimeElapsedColumn(), console=self.console, transient=True,
+                      disable=self.quiet or not self.console.is_terminal) as bar:
+            task = bar.add_task(title, total=total)
+            yield lambda n: bar.advance(task, n)
+
+
+def _fail(error: LayerError) -> None:
+    err.print(f"[bold red]error:[/] {error.message}", soft_wrap=True)
+    if error.hint:
+        err.print(f"[dim]hint:[/] {error.hint}", soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _runner(verbose: bool):
+    from ..runner import Runner
+
+    return Runner(verbose=verbose, echo=lambda line: err.print(f"[dim]{line}[/]", soft_wrap=True, markup=False))
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Echo every command as '+ cmd'.")]
+RecipesDir = Annotated[Optional[Path], typer.Option("--recipes", help="Directory of recipe TOML files.")]
+
+
+@app.callback(invoke_without_command=True)
+def _version(version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False) -> None:
+    if version:
+        out.print(f"layers {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        sys.exit(130)
