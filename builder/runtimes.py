@@ -1,8 +1,12 @@
-"""Lambda Python runtimes: Python version, OS, glibc, wheel tags, build image.
+"""Lambda Python runtimes: Python version, OS, glibc, wheel tags, build image, system libraries.
 
-The facts live in ``runtimes.toml``; this module turns them into frozen
-``Runtime`` objects and derives what pip needs (platform tags and ABIs) from
-the runtime's glibc, so that no wheel newer than the runtime's OS is chosen.
+The facts live in ``runtimes.toml`` and ``lambda_os.toml``; this module turns
+them into frozen ``Runtime`` and ``SystemLibraries`` objects. It derives what
+pip needs (platform tags and ABIs) from the runtime's glibc, so that no wheel
+newer than the runtime's OS is chosen; ``SystemLibraries`` is what the load
+check and the smoke-test sandbox take as the runtime image's /lib64: which
+sonames Lambda has, which it lacks, which no source tells, and the newest
+symbol versions its libraries define.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 from .errors import RecipeError
 
@@ -116,6 +122,85 @@ def get_runtime(name: str) -> Runtime:
         close = difflib.get_close_matches(name, runtimes, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"one of: {', '.join(runtimes)}"
         raise RecipeError(f"unknown Lambda runtime {name!r}", hint=hint) from None
+
+
+Status = Literal["present", "absent", "unknown"]
+# Symbol-version families whose ceilings the tables give: GLIBC_2.26,
+# GLIBCXX_3.4.24, CXXABI_1.3.11, GCC_7.0.0.
+VERSION_FAMILIES = ("GLIBC", "GLIBCXX", "CXXABI", "GCC")
+
+
+@dataclass(frozen=True)
+class SystemLibraries:
+    """The shared libraries of one Lambda runtime image (OS family and architecture), as data."""
+
+    os: str
+    arch: str
+    complete: bool                 # present is the image's whole /lib64 and /usr/lib64
+    present: frozenset[str]
+    absent: frozenset[str]
+    ceilings: Mapping[str, tuple[int, ...] | None]  # family -> newest version defined; None: unknown
+    loader: str                    # the dynamic loader's soname
+    ld_library_path: tuple[str, ...]
+    system_dirs: tuple[str, ...]
+    layer_root: str
+    sources: tuple[str, ...]
+
+    def status(self, soname: str) -> Status:
+        if soname in self.present:
+            return "present"
+        if soname in self.absent or self.complete:
+            return "absent"
+        return "unknown"
+
+    def ceiling(self, family: str) -> tuple[int, ...] | None:
+        return self.ceilings.get(family)
+
+    @property
+    def label(self) -> str:
+        return f"{self.os}/{self.arch}"
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    return None if text == "unknown" else tuple(int(part) for part in text.split("."))
+
+
+@cache
+def _os_table() -> dict:
+    return tomllib.loads(resources.files(__package__).joinpath("lambda_os.toml").read_text())
+
+
+@cache
+def _system_libraries(os_name: str, arch: str) -> SystemLibraries:
+    table = _os_table()
+    try:
+        row = table["os"][os_name][arch]
+    except KeyError:
+        raise RecipeError(f"no table of Lambda's system libraries for {os_name} on {arch}") from None
+    present = set(row["present"])
+    if "present_like" in row:  # another architecture's list, with its own loader
+        like_os, like_arch = row["present_like"].split(".")
+        present |= set(table["os"][like_os][like_arch]["present"])
+        present -= set(row.get("drop", ()))
+    lam = table["lambda"]
+    return SystemLibraries(
+        os=os_name, arch=arch, complete=bool(row["complete"]), present=frozenset(present),
+        absent=frozenset(row.get("absent", ())),
+        ceilings={family: _version(row["ceilings"].get(family, "unknown")) for family in VERSION_FAMILIES},
+        loader=table["loader"][arch], ld_library_path=tuple(lam["ld_library_path"]),
+        system_dirs=tuple(lam["system_dirs"]), layer_root=lam["layer_root"],
+        sources=tuple(lam["sources"]) + tuple(row["sources"]),
+    )
+
+
+def system_libraries(runtime: Runtime, arch: str) -> SystemLibraries:
+    """What the Lambda runtime image of ``runtime`` on ``arch`` holds in /lib64 and /usr/lib64."""
+    return _system_libraries(runtime.os, arch)
+
+
+def layer_python_paths(runtime: Runtime) -> tuple[str, ...]:
+    """Where Lambda's Python finds a layer's code under /opt, in order."""
+    return tuple(path.format(python=runtime.python) for path in _os_table()["lambda"]["layer_python_paths"])
 
 
 def wheel_min_glibc(filename: str) -> tuple[int, int] | None:
