@@ -127,6 +127,7 @@ class Recipe(_Frozen):
     bytecode: Literal["none", "alongside", "only"]
     compression: int = Field(ge=0, le=9)
     base_image: str
+    runtime_image: str
     strip: StripSettings
     include: IncludeSettings
     smoke: SmokeTest

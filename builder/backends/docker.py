@@ -68,10 +68,12 @@ class DockerBackend:
     def __init__(self, runner: Runner, cache_dir: Path, *, base_image: str | None = None, client=None,
                  pip_cache_volume: str = PIP_CACHE_VOLUME, user: tuple[int, int] | None = None,
                  environ: Mapping[str, str] | None = None, trust_host_cas: bool = True,
-                 network: str = "bridge") -> None:
+                 network: str = "bridge", runtime_image: str | None = None) -> None:
         self.runner = runner  # for its verbosity and echo; commands run in the container
         self.cache_dir = cache_dir
         self.base_image = base_image
+        # Where the smoke test runs: Lambda's runtime image (None: AWS's for the runtime).
+        self.runtime_image = runtime_image
         self.client = client
         self.pip_cache_volume = pip_cache_volume
         self.user = user or (os.getuid(), os.getgid())

@@ -30,9 +30,10 @@ def cache_dir() -> Path:
     return base / "lambda-layer-builder"
 
 
-def _ready_docker(target: Target, runner: Runner, reporter: Reporter, base_image: str | None) -> DockerBackend:
+def _ready_docker(target: Target, runner: Runner, reporter: Reporter, base_image: str | None,
+                  runtime_image: str | None) -> DockerBackend:
     """A Docker backend whose build image exists and runs here, or the typed error saying why not."""
-    backend = DockerBackend(runner, cache_dir(), base_image=base_image)
+    backend = DockerBackend(runner, cache_dir(), base_image=base_image, runtime_image=runtime_image)
     image = backend.prepare(target, reporter.step)
     if backend.client.version().get("Arch") != DOCKER_ARCH[target.arch]:
         # Another machine's image: prove this engine can run it (binfmt/QEMU).
@@ -42,15 +43,15 @@ def _ready_docker(target: Target, runner: Runner, reporter: Reporter, base_image
 
 
 def choose_backend(name: str, target: Target, runner: Runner, reporter: Reporter,
-                   base_image: str | None = None):
+                   base_image: str | None = None, runtime_image: str | None = None):
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}", hint=f"one of: {', '.join(BACKENDS)}")
     if name == "pip":
         return PipBackend(runner, cache_dir())
     if name == "docker":
-        return _ready_docker(target, runner, reporter, base_image)
+        return _ready_docker(target, runner, reporter, base_image, runtime_image)
     try:
-        return _ready_docker(target, runner, reporter, base_image)
+        return _ready_docker(target, runner, reporter, base_image, runtime_image)
     except (ToolMissing, BuildError) as unavailable:
         reporter.notice(f"using the pip backend for {target.label}: {unavailable.message}")
     return PipBackend(runner, cache_dir())

@@ -26,6 +26,9 @@ def build(
     backend: Annotated[str, typer.Option(help="auto (Docker where it can run, else pip) | pip | docker")] = "auto",
     base_image: Annotated[Optional[str], typer.Option(
         "--base-image", help="Docker backend: base image (default: the recipe's, else AWS SAM's build image).")] = None,
+    runtime_image: Annotated[Optional[str], typer.Option(
+        "--runtime-image", help="Docker backend: the image the smoke test runs in (default: the recipe's, else "
+                                "public.ecr.aws/lambda/python:X.Y, Lambda's runtime image).")] = None,
     lock: Annotated[Optional[Path], typer.Option(
         help="Install exactly this lock (a .lock.json written by a build), hashes enforced.")] = None,
     compare_to: Annotated[Optional[Path], typer.Option(
@@ -61,7 +64,8 @@ def build(
         reports = []
         for one in arches:
             chosen = choose_backend("docker" if image else backend, Target(loaded.runtime_info, one), runner, reporter,
-                                    base_image or loaded.base_image or None)
+                                    base_image or loaded.base_image or None,
+                                    runtime_image or loaded.runtime_image or None)
             use = locked or committed_lock(loaded, one, reporter.notice)
             options = BuildOptions(out_dir=out_dir, time_imports=import_timing, lock=use, compare_to=compare_to,
                                    image=image, function_base=function_base)

@@ -64,7 +64,7 @@ def _artifacts(target: str, arch: str | None, out_dir: Path, recipes_dir: Path |
             reporter.notice(f"{path} is not built yet: building it first")
             runner = _runner(verbose)
             backend = choose_backend("auto", Target(recipe.runtime_info, one), runner, reporter,
-                                     recipe.base_image or None)
+                                     recipe.base_image or None, recipe.runtime_image or None)
             run_build(recipe, one, backend,
                       BuildOptions(out_dir=out_dir, lock=committed_lock(recipe, one, reporter.notice)), reporter)
         found.append(load_artifact(path))

@@ -150,7 +150,7 @@ class Rebuilder:
     def _target(self, recipe: Recipe, arch: str, reporter, lockfile: LockFile) -> tuple[TargetOutcome, Lock | None]:
         target = Target(recipe.runtime_info, arch)
         backend = choose_backend("auto", target, self.runner, reporter,
-                                 self.options.base_image or recipe.base_image or None)
+                                 self.options.base_image or recipe.base_image or None, recipe.runtime_image or None)
         previous = _previous_build(self.options.out_dir, recipe, arch)
         before = previous.report.get("versions", {}) if previous else \
             (lockfile.targets[arch].versions() if arch in lockfile.targets else {})
