@@ -1,6 +1,8 @@
 """Read what a layer's ELF files need, without running them.
 
-Pure inspection with pyelftools (no subprocess), used for two checks:
+Pure inspection with pyelftools (no subprocess), used for two checks here
+(and by ``loadcheck``, which resolves every DT_NEEDED as Lambda's ld.so would
+from ``rpath``, ``runpath`` and the per-library ``version_needs``):
 
 * **glibc**: every Lambda runtime has a fixed glibc (2.17, 2.26 or 2.34), and
   a shared object that asks for a newer ``GLIBC_x.y`` symbol version fails to
@@ -73,6 +75,17 @@ class ElfInfo:
     search_paths: tuple[str, ...]  # DT_RPATH then DT_RUNPATH entries, as written ($ORIGIN unexpanded)
     glibc_versions: tuple[tuple[int, int], ...]  # every GLIBC_x.y required, sorted
     has_debug_info: bool  # .debug_* sections or a .symtab: stripping would help
+    # The two kinds of search path apart: ld.so uses them at different points
+    # (DT_RPATH before LD_LIBRARY_PATH and only without DT_RUNPATH, DT_RUNPATH after).
+    rpath: tuple[str, ...] = ()
+    runpath: tuple[str, ...] = ()
+    # Per .gnu.version_r entry: the library file named there and every version
+    # name needed from it ("GLIBC_2.17", "GLIBCXX_3.4.26", ...), in file order.
+    version_needs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def versions_needed_from(self, soname: str) -> tuple[str, ...]:
+        """The version names this file needs from the library ``soname`` (a DT_NEEDED name)."""
+        return tuple(name for file, names in self.version_needs if file == soname for name in names)
 
     @property
     def max_glibc(self) -> tuple[int, int] | None:
@@ -102,8 +115,10 @@ def read_elf(path: Path) -> ElfInfo:
 def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
     soname = None
     needed: list[str] = []
-    search: list[str] = []
+    rpath: list[str] = []
+    runpath: list[str] = []
     glibc: set[tuple[int, int]] = set()
+    version_needs: list[tuple[str, tuple[str, ...]]] = []
     has_debug = False
     dynamic_seen = False
     for section in elf.iter_sections():
@@ -114,14 +129,15 @@ def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
             raise VerifyError(f"{path}: section {name or '?'} extends past the end of the file (truncated?)")
         if isinstance(section, DynamicSection) and not dynamic_seen:
             dynamic_seen = True
-            soname, needed, search = _dynamic(section)
+            soname, needed, rpath, runpath = _dynamic(section)
         elif isinstance(section, GNUVerNeedSection):
             glibc.update(v for v, _ in _glibc_needs(section))
+            version_needs += _version_needs(section)
     if not dynamic_seen:
         # Files without section headers (sstrip'ed) still have PT_DYNAMIC.
         for segment in elf.iter_segments():
             if isinstance(segment, DynamicSegment):
-                soname, needed, search = _dynamic(segment)
+                soname, needed, rpath, runpath = _dynamic(segment)
                 break
     return ElfInfo(
         path=path,
@@ -129,9 +145,12 @@ def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
         elf_type=str(elf["e_type"]),
         soname=soname,
         needed=tuple(needed),
-        search_paths=tuple(search),
+        search_paths=tuple(rpath + runpath),
         glibc_versions=tuple(sorted(glibc)),
         has_debug_info=has_debug,
+        rpath=tuple(rpath),
+        runpath=tuple(runpath),
+        version_needs=tuple(version_needs),
     )
 
 
@@ -139,7 +158,7 @@ def _machine(elf: ELFFile) -> str:
     return _MACHINES.get(elf["e_machine"], str(elf["e_machine"]))
 
 
-def _dynamic(dyn: DynamicSection | DynamicSegment) -> tuple[str | None, list[str], list[str]]:
+def _dynamic(dyn: DynamicSection | DynamicSegment) -> tuple[str | None, list[str], list[str], list[str]]:
     soname = None
     needed = []
     rpath, runpath = [], []
@@ -152,7 +171,11 @@ def _dynamic(dyn: DynamicSection | DynamicSegment) -> tuple[str | None, list[str
             rpath += [p for p in tag.rpath.split(":") if p]
         elif tag.entry.d_tag == "DT_RUNPATH":
             runpath += [p for p in tag.runpath.split(":") if p]
-    return soname, needed, rpath + runpath
+    return soname, needed, rpath, runpath
+
+
+def _version_needs(section: GNUVerNeedSection) -> list[tuple[str, tuple[str, ...]]]:
+    return [(verneed.name, tuple(aux.name for aux in auxiliaries)) for verneed, auxiliaries in section.iter_versions()]
 
 
 def _glibc_needs(section: GNUVerNeedSection) -> Iterator[tuple[tuple[int, int], object]]:
