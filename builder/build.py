@@ -90,11 +90,9 @@ def build(recipe: Recipe, arch: str, backend: Backend,
     if options.image and backend.name != "docker":
         raise UsageError("--image builds need the Docker backend",
                          hint="start a Docker engine (--backend docker shows why it is not used)")
-    if target.runtime.is_deprecated():
-        reporter.notice(
-            f"{target.runtime.name} was deprecated by Lambda on {target.runtime.deprecated}: it gets no security "
-            "patches, and Lambda later blocks creating and then updating functions on it"
-        )
+    lifecycle = target.runtime.lifecycle_notice()
+    if lifecycle:
+        reporter.notice(lifecycle)
     scratch_parent = options.work_dir
     if scratch_parent:
         scratch_parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,11 @@ class Runtime:
     os_title: str
     glibc: tuple[int, int]
     architectures: tuple[str, ...]
-    deprecated: _dt.date
+    # Lambda's three end-of-life steps; None where no source gives the date.
+    end_of_support: _dt.date | None
+    block_create: _dt.date | None
+    block_update: _dt.date | None
+    dates_source: str
     image_template: str
     function_image_template: str = "public.ecr.aws/lambda/python:{python}{arch_suffix}"
 
@@ -53,7 +57,23 @@ class Runtime:
         return "%d.%d" % self.glibc
 
     def is_deprecated(self, today: _dt.date | None = None) -> bool:
-        return (today or _dt.date.today()) >= self.deprecated
+        return self.end_of_support is not None and (today or _dt.date.today()) >= self.end_of_support
+
+    def lifecycle_notice(self, today: _dt.date | None = None) -> str | None:
+        """Which of Lambda's three end-of-life dates have passed, in words; None while none has."""
+        today = today or _dt.date.today()
+        steps = (("end of support (no security patches)", self.end_of_support),
+                 ("creating functions blocked", self.block_create), ("updating functions blocked", self.block_update))
+        passed = [f"{what} since {when}" for what, when in steps if when is not None and today >= when]
+        if not passed:
+            unknown = [what for what, when in steps if when is None]
+            if len(unknown) == len(steps):
+                return f"Lambda's end-of-life dates for {self.name} are not known here ({self.dates_source})"
+            return None
+        note = f"{self.name} on Lambda: " + "; ".join(passed)
+        if self.block_update is None or today < self.block_update:
+            note += ". A layer for it still serves existing functions"
+        return note
 
     def function_image(self, arch: str) -> str:
         """AWS's base image for a Lambda container image of this runtime."""
@@ -93,6 +113,10 @@ def _table() -> dict:
     return tomllib.loads(text)
 
 
+def _date(value) -> _dt.date | None:
+    return None if value == "unknown" else value
+
+
 @cache
 def all_runtimes() -> dict[str, Runtime]:
     table = _table()
@@ -107,7 +131,10 @@ def all_runtimes() -> dict[str, Runtime]:
             os_title=os_row["title"],
             glibc=tuple(int(p) for p in os_row["glibc"].split(".")),
             architectures=tuple(row["architectures"]),
-            deprecated=row["deprecated"],
+            end_of_support=_date(row["end_of_support"]),
+            block_create=_date(row["block_create"]),
+            block_update=_date(row["block_update"]),
+            dates_source=row["dates_source"],
             image_template=template,
             function_image_template=table["image"]["function_template"],
         )

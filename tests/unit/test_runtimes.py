@@ -37,6 +37,29 @@ def test_abis():
     assert get_runtime("python3.12").abis() == ["cp312", "abi3", "none"]
 
 
+def test_the_notice_names_each_end_of_life_step_that_has_passed():
+    today = dt.date(2026, 12, 1)
+    py310 = get_runtime("python3.10")
+    assert (py310.end_of_support, py310.block_create, py310.block_update) == (
+        dt.date(2026, 10, 31), dt.date(2027, 2, 1), dt.date(2027, 3, 3))
+    assert py310.lifecycle_notice(today) == ("python3.10 on Lambda: end of support (no security patches) since "
+                                             "2026-10-31. A layer for it still serves existing functions")
+    blocked = get_runtime("python3.8").lifecycle_notice(today)
+    assert "creating functions blocked since 2025-10-01" in blocked and "updating functions blocked" in blocked
+    assert "still serves" not in blocked
+    assert get_runtime("python3.13").lifecycle_notice(today) is None
+    # Where no source gives the dates, the notice says so rather than guessing.
+    assert "not known here" in get_runtime("python3.11").lifecycle_notice(today)
+    assert not get_runtime("python3.11").is_deprecated(today)
+
+
+def test_every_runtime_names_where_its_dates_come_from():
+    for runtime in all_runtimes().values():
+        assert runtime.dates_source
+        dates = [d for d in (runtime.end_of_support, runtime.block_create, runtime.block_update) if d]
+        assert dates == sorted(dates), runtime.name
+
+
 def test_deprecation_and_images():
     assert get_runtime("python3.6").is_deprecated(dt.date(2026, 11, 25))
     assert not get_runtime("python3.13").is_deprecated(dt.date(2026, 11, 25))
