@@ -182,7 +182,8 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
 def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
               options: BuildOptions, reporter: Reporter) -> BuildResult:
     timer = _Timer()
-    tree = scratch / "python"
+    # The layer root becomes /opt on Lambda: python/ (the tree) and nothing else of the scratch.
+    tree = scratch / "layer" / "python"
     start = time.perf_counter()
     with backend.session(target, scratch) as session:
         timer.seconds["session_start"] = round(time.perf_counter() - start, 3)
