@@ -531,13 +531,32 @@ class _Grafter:
                 pass
 
 
-def _relative(root: Path, path: Path | str) -> PurePosixPath:
+def _relative(root: Path, path: Path | str, layer_root: str) -> PurePosixPath:
+    """A needing file's path relative to root: given relative, absolute on this host, or as Lambda sees it (/opt/...)."""
     full = Path(path) if Path(path).is_absolute() else root / path
     try:
         rel = full.resolve().relative_to(root.resolve())
     except ValueError:
-        raise VerifyError(f"{path} is not inside the layer at {root}") from None
+        lambda_path = PurePosixPath(path)
+        if not lambda_path.is_relative_to(layer_root) or ".." in lambda_path.parts:
+            raise VerifyError(f"{path} is not inside the layer at {root}") from None
+        rel = lambda_path.relative_to(layer_root)
     return PurePosixPath(rel.as_posix())
+
+
+def needs_from_problems(problems: Iterable, *, warnings: bool = False) -> dict[str, list[str]]:
+    """The load check's missing-library problems as repair's ``needs`` (file -> sonames).
+
+    Takes ``loadcheck.LoadProblem``-shaped objects (file, kind, soname, severity) without importing loadcheck.
+    Warnings (a soname the table does not know) are left out unless asked: the library may well be there.
+    """
+    out: dict[str, list[str]] = {}
+    for problem in problems:
+        if problem.kind == "missing" and problem.soname and (warnings or problem.severity == "error"):
+            sonames = out.setdefault(str(problem.file), [])
+            if problem.soname not in sonames:
+                sonames.append(problem.soname)
+    return out
 
 
 def repair(root: Path, needs: Mapping[Path | str, Iterable[str]] | Iterable[tuple[Path | str, Iterable[str]]],
@@ -545,8 +564,8 @@ def repair(root: Path, needs: Mapping[Path | str, Iterable[str]] | Iterable[tupl
            max_depth: int = MAX_DEPTH) -> RepairReport:
     """Graft the missing libraries ``needs`` names into the layer at ``root`` where safe; report what was done.
 
-    ``needs``: each needing ELF file (absolute, or relative to root) with the sonames it needs that Lambda
-    lacks. ``fetch`` finds a soname in the build environment; ``runner`` runs patchelf on this host. ``staging``
+    ``needs``: each needing ELF file (relative to root, absolute, or as Lambda sees it: /opt/python/...) with
+    the sonames it needs that Lambda lacks (``needs_from_problems`` makes it from the load check). ``fetch`` finds a soname in the build environment; ``runner`` runs patchelf on this host. ``staging``
     is where fetched copies land (default: a temporary directory inside root, removed afterwards; for the
     Docker backend it must be inside the bind-mounted scratch, which root is).
 
@@ -558,7 +577,7 @@ def repair(root: Path, needs: Mapping[Path | str, Iterable[str]] | Iterable[tupl
     wanted: dict[str, list[PurePosixPath]] = {}  # soname -> files needing it, in order
     skipped = []
     for path, sonames in items:
-        rel = _relative(root, path)
+        rel = _relative(root, path, libraries.layer_root)
         have = read_elf(root / rel).needed
         for soname in dict.fromkeys(sonames):
             if soname in have:

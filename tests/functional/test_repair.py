@@ -32,6 +32,7 @@ from builder.verify.repair import (
     host_fetch,
     host_locate,
     ldconfig_candidates,
+    needs_from_problems,
     repair,
 )
 
@@ -345,3 +346,15 @@ def test_a_patch_that_breaks_the_load_segments_fails_and_leaves_the_layer_as_it_
     assert caught.value.exit_code == 4 and "patchelf broke" in caught.value.message and caught.value.hint
     assert _tree_bytes(root) == snapshot
     assert sorted(p.name for p in root.rglob("*")) == sorted(Path(p).name for p in [*snapshot, "python", "bzext"])
+
+
+def test_needs_come_from_the_load_checks_problems_with_lambda_paths(tmp_path, built, host_bz2):
+    from builder.verify.loadcheck import check_tree
+
+    root, rel = _bz_layer(tmp_path, built)
+    check = check_tree(root, AL2)
+    needs = needs_from_problems(check.problems)
+    assert needs == {f"/opt/{rel}": ["libbz2.so.1.0"]}
+    report = repair(root, needs, AL2, host_fetch(Runner(), MACHINE), Runner())
+    assert [str(p) for p in report.patched] == [rel]
+    assert not [p for p in check_tree(root, AL2).problems if p.severity == "error"]
