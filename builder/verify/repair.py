@@ -532,7 +532,7 @@ class _Grafter:
 
 
 def _relative(root: Path, path: Path | str, layer_root: str) -> PurePosixPath:
-    """A needing file's path relative to root: given relative, absolute on this host, or as Lambda sees it (/opt/...)."""
+    """A needing file relative to root; given relative, absolute on this host, or as Lambda sees it (/opt/...)."""
     full = Path(path) if Path(path).is_absolute() else root / path
     try:
         rel = full.resolve().relative_to(root.resolve())
@@ -565,9 +565,10 @@ def repair(root: Path, needs: Mapping[Path | str, Iterable[str]] | Iterable[tupl
     """Graft the missing libraries ``needs`` names into the layer at ``root`` where safe; report what was done.
 
     ``needs``: each needing ELF file (relative to root, absolute, or as Lambda sees it: /opt/python/...) with
-    the sonames it needs that Lambda lacks (``needs_from_problems`` makes it from the load check). ``fetch`` finds a soname in the build environment; ``runner`` runs patchelf on this host. ``staging``
-    is where fetched copies land (default: a temporary directory inside root, removed afterwards; for the
-    Docker backend it must be inside the bind-mounted scratch, which root is).
+    the sonames it needs that Lambda lacks (``needs_from_problems`` makes it from the load check). ``fetch``
+    finds a soname in the build environment; ``runner`` runs patchelf on this host. ``staging`` is where
+    fetched copies land (default: a temporary directory inside root, removed afterwards; for the Docker
+    backend it must be inside the bind-mounted scratch, which root is).
 
     Refusals are in the report (``raise_if_refused`` makes them one VerifyError); a patchelf failure or a
     broken load segment raises VerifyError at once, leaving the tree unchanged.

@@ -135,8 +135,8 @@ def _import_without_host_bz2(python: Path, root: Path, bz2: Path) -> subprocess.
     script = f"import sys; sys.path.insert(0, {str(root / 'python')!r}); import bzext; print(bzext.bz2_version)"
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH")}
     return subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind /dev/null "$1" && shift && exec "$@"', "sh",
-                           str(bz2), str(python), "-I", "-S", "-c", script], check=False, capture_output=True, text=True,
-                          env=env)
+                           str(bz2), str(python), "-I", "-S", "-c", script],
+                          check=False, capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="session")
