@@ -1,9 +1,12 @@
 """``layers build``: a recipe becomes a verified, measured, reproducible zip.
 
-Stages, in order (each a module of its own):
-resolve + install (backends/) -> strip (strip.py, binstrip.py) -> bytecode
-(bytecode.py) -> verify (verify.py) -> measure (measure.py) -> zip
-(archive.py) -> write the zip, its report and its lock into ``dist/RECIPE/``.
+Stages, in order (each a module or package of its own):
+resolve + install (backends/) -> strip (strip/rules.py, strip/symbols.py) ->
+bytecode (strip/bytecode.py) -> verify: the static load check against
+Lambda's runtime image (verify/loadcheck.py), grafting what it lacks where
+that is safe (verify/repair.py) and checking again, then the smoke test
+(verify/smoke.py) -> measure (measure.py) -> zip (archive.py) -> write the
+zip, its report and its lock into ``dist/RECIPE/``.
 
 The backend's session decides where the target-side stages run: resolve,
 install, strip, bytecode and the smoke test run on this machine (pip backend)
@@ -30,15 +33,20 @@ from . import __version__
 from .archive import ZipResult, write_layer_zip
 from .backends.base import Backend, Lock, Resolution, Session, Target
 from .compare import compare_zips
-from .errors import BudgetError, UsageError
+from .errors import BudgetError, UsageError, VerifyError
 from .events import Reporter, Silent
 from .lockfile import layer_identity
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .recipe import IMAGE_LIMIT, Recipe
+from .runner import Runner
+from .runtimes import system_libraries
 from .strip.bytecode import BytecodeResult, compile_tree
 from .strip.rules import StripContext, StripReport, installed_distributions, strip_tree
 from .strip.trace import Pruner, PruneReport
 from .verify.interpreters import Interpreter
+from .verify.loadcheck import LoadCheck, check_tree, raise_for
+from .verify.loadcheck import how as load_check_how
+from .verify.repair import RepairReport, container_fetch, host_fetch, needs_from_problems, repair
 from .verify.smoke import Verification, time_imports, verify
 
 
@@ -116,6 +124,8 @@ class _TargetStages:
     where: str
     notes: tuple[str, ...]
     pruned: PruneReport | None = None
+    load_check: LoadCheck | None = None
+    repaired: RepairReport | None = None
 
 
 def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Recipe, options: BuildOptions,
@@ -164,6 +174,7 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
             bytecode = timer.run("bytecode", compile_tree, tree, recipe.bytecode, interpreter, session.runner,
                                  session.tmp, recipe.strip.docstrings)
 
+    load_check, repaired = _check_loads(session, tree.parent, options, reporter, timer)
     reporter.step("verify: ELF glibc needs" + (", smoke test" if interpreter else ""))
     verification: Verification = timer.run(
         "verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, session.runner,
@@ -176,7 +187,46 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
         import_seconds = timer.run("import_timing", time_imports, tree, recipe.smoke.imports, interpreter,
                                    session.runner, options.import_runs, session.tmp)
     return _TargetStages(resolution, installed, owners, stripped, bytecode, verification, import_seconds,
-                         interpreter, session.where, session.notes, pruned)
+                         interpreter, session.where, session.notes, pruned, load_check, repaired)
+
+
+def _check_loads(session: Session, layer_root: Path, options: BuildOptions, reporter: Reporter,
+                 timer: _Timer) -> tuple[LoadCheck, RepairReport | None]:
+    """The static load check against Lambda's runtime image; graft what it lacks where safe, then check again.
+
+    Raises VerifyError (exit 4) when a file would still not load; the graft's
+    refusals say why a library could not be brought along.
+    """
+    target = session.target
+    libs = system_libraries(target.runtime, target.arch)
+    reporter.step(f"verify: {load_check_how(libs)}")
+    check = timer.run("load_check", check_tree, layer_root, libs)
+    repaired = None
+    needs = needs_from_problems(check.problems)
+    if needs:
+        reporter.step(f"repair: graft {', '.join(sorted({s for names in needs.values() for s in names}))} "
+                      "from the build environment where its own needs fit the runtime")
+        # patchelf runs here, on the bind-mounted tree; the libraries come from where the build ran.
+        host = Runner(verbose=session.runner.verbose, echo=session.runner.echo)
+        fetch = container_fetch(session.runner, target.machine) if session.backend == "docker" \
+            else host_fetch(host, target.machine)
+        repaired = timer.run("repair", repair, layer_root, needs, libs, fetch, host, staging=session.tmp)
+        for graft in repaired.grafted:
+            reporter.notice(f"grafted {graft.soname} as {graft.path} (from {graft.origin}, {human(graft.size)})")
+        check = timer.run("load_check_again", check_tree, layer_root, libs)
+    for warning in check.warnings:
+        reporter.notice(f"load check: {warning.describe()}")
+    if not check.ok:
+        try:
+            raise_for(check)
+        except VerifyError as error:
+            if repaired and repaired.refused:  # why the graft could not help, for the first library; the report has all
+                first = repaired.refused[0]
+                others = f" ({len(repaired.refused) - 1} more refused)" if len(repaired.refused) > 1 else ""
+                raise VerifyError(error.message, hint=f"{first.soname} could not be grafted: {first.reason}{others}; "
+                                                      f"{error.hint}") from None
+            raise
+    return check, repaired
 
 
 def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
@@ -324,6 +374,12 @@ def _over_budget_message(recipe: Recipe, final: Inventory, budget: Budget) -> st
     )
 
 
+def _load_check_json(check: LoadCheck | None) -> dict | None:
+    if check is None:
+        return None
+    return {"status": "passed" if check.ok else "failed", **check.to_json()}
+
+
 def _report(recipe, target, backend, final: Inventory, stages: _TargetStages,
             budget: Budget, zipped: ZipResult, timer: _Timer) -> dict:
     resolution, installed = stages.resolution, stages.installed
@@ -351,7 +407,9 @@ def _report(recipe, target, backend, final: Inventory, stages: _TargetStages,
                 "zipped_bytes": zipped.zipped_bytes, "unzipped_bytes": zipped.unzipped_bytes,
                 "entries": zipped.entries, "compression_level": recipe.compression},
         "budget": budget.to_json(),
-        "verification": verification.to_json(),
+        "verification": {**verification.to_json(),
+                         "load_check": _load_check_json(stages.load_check)},
+        "grafted": stages.repaired.to_dict() if stages.repaired else None,
         "sizes": {"installed_bytes": installed.total, "layer_bytes": final.total,
                   "installed_files": len(installed.sizes), "layer_files": len(final.sizes)},
         "strip": {
