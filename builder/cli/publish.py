@@ -85,7 +85,7 @@ def publish(
     direct: Annotated[bool, typer.Option("--direct", help="Upload the zip in the API call (under 50 MB), not via S3.")] = False,
     bucket_template: Annotated[str, typer.Option(help="Staging bucket name; {account} and {region} are filled in.")]
         = "lambda-layer-builder-{account}-{region}",
-    force: Annotated[bool, typer.Option("--force", help="Publish a layer whose smoke test did not run.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Publish a layer whose smoke test did not run or whose load check fails.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Where built zips are (dist/).")] = Path("dist"),
     manifests: ManifestDir = Path("published"),
@@ -96,7 +96,7 @@ def publish(
     """Publish a built layer as a new version in every asked region that lacks this zip."""
     from ..publish.executor import Executor, read_latest
     from ..publish.manifest import Manifest, manifest_path
-    from ..publish.plan import Grant, PublishRequest, check_request, make_plan
+    from ..publish.plan import Grant, PublishRequest, check_loads, check_request, make_plan
 
     reporter = RichReporter(err, quiet=as_json)
     failed = False
@@ -108,8 +108,10 @@ def publish(
         request = PublishRequest(regions=_split(regions), grants=tuple(grants), runtimes=_split(runtimes),
                                  direct_upload=direct, force=force, bucket_template=bucket_template)
         artifacts = _artifacts(target, arch, out_dir, recipes_dir, reporter, verbose)
-        for artifact in artifacts:
-            check_request(artifact, request)  # before any AWS call
+        for artifact in artifacts:  # before any AWS call
+            check_request(artifact, request)
+            for warning in check_loads(artifact, request):
+                reporter.notice(f"load check: {warning}")
         aws = _aws_client()
         account = aws.account_id()
         asked = request.regions or tuple(aws.enabled_regions())  # the account's own list needs no check

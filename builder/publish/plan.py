@@ -23,7 +23,8 @@ from importlib import resources
 
 from ..errors import BudgetError, RecipeError, UsageError, VerifyError
 from ..recipe import DIRECT_UPLOAD_LIMIT
-from ..runtimes import get_runtime
+from ..runtimes import get_runtime, system_libraries
+from ..verify.loadcheck import check_zips
 from .artifact import Artifact
 from .aws import PublishedVersion
 
@@ -110,6 +111,27 @@ def check_request(artifact: Artifact, request: PublishRequest) -> None:
             raise UsageError(f"{grant.principal!r} is not an AWS account ID (12 digits)")
     if not request.direct_upload:
         check_bucket_template(request.bucket_template)
+
+
+def check_loads(artifact: Artifact, request: PublishRequest) -> list[str]:
+    """Run the static load check on the zip for every runtime it is published for, before any AWS call.
+
+    A zip that would not load on one of them is refused (``--force`` aside,
+    which publishes it anyway); returns the warnings, one line each.
+    """
+    warnings = []
+    for name in compatible_runtimes(artifact, request):
+        check = check_zips([artifact.zip_path], system_libraries(get_runtime(name), artifact.arch))
+        if check.errors and not request.force:
+            first = check.errors[0]
+            more = f" (and {len(check.errors) - 1} more)" if len(check.errors) > 1 else ""
+            raise VerifyError(f"{artifact.zip_path.name} would not load on {name}: {first.describe()}{more}",
+                              hint="rebuild with 'layers build', which checks and repairs what it can; "
+                                   "'layers check' lists every problem; --force publishes it anyway")
+        # With --force the errors are published anyway, and still said.
+        warnings += [f"{name}: {'forced past: ' if problem.severity == 'error' else ''}{problem.describe()}"
+                     for problem in check.problems]
+    return warnings
 
 
 def compatible_runtimes(artifact: Artifact, request: PublishRequest) -> list[str]:

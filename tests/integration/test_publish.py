@@ -181,6 +181,34 @@ def test_bad_layers_are_refused_before_any_request(builds, fresh, tmp_path):
     assert not (tmp_path / "published").exists()
 
 
+def test_a_layer_that_would_not_load_on_lambda_is_refused_before_any_request(builds, fresh, tmp_path):
+    # A zip made elsewhere: its extension links libGL.so.1, which this machine has and Lambda's python3.11 lacks.
+    source = tmp_path / "gl.c"
+    source.write_text("int uses_gl(void) { return 1; }\n")
+    so = tmp_path / "_gl.so"
+    compiled = subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(so), str(source), "-Wl,--no-as-needed",
+                               "-l:libGL.so.1"], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    report = json.loads(builds["old"].with_name(builds["old"].name[:-4] + ".report.json").read_text())
+    zip_path = tmp_path / "gl" / "tiny-python3.11-x86_64.zip"
+    zip_path.parent.mkdir()
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.write(so, "python/glpkg/_gl.so")
+        archive.writestr("python/glpkg/__init__.py", "")
+    from builder.archive import sha256_of
+
+    sha_hex, code = sha256_of(zip_path)
+    report["zip"].update(sha256=sha_hex, code_sha256=code, zipped_bytes=zip_path.stat().st_size)
+    zip_path.with_name(zip_path.name[:-4] + ".report.json").write_text(json.dumps(report))
+
+    refused = publish(str(zip_path), "--regions", "us-east-1", proxy=fresh, cwd=tmp_path)
+    assert refused.returncode == 4, refused.stderr
+    assert "would not load on python3.11" in refused.stderr and "libGL.so.1" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert fresh.requests == []  # nothing reached the server
+    assert not (tmp_path / "published").exists()
+
+
 def test_grants_are_made_once_and_kept_on_rerun(builds, fresh, moto_server, tmp_path):
     proxy = fresh
     grants = ("--public", "--principal", "111122223333", "--org-id", "o-abcdefghij")
