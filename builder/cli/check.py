@@ -26,7 +26,7 @@ from .app import _fail, app, out
 @app.command()
 def check(
     zips: Annotated[list[Path], typer.Argument(
-        metavar="ZIP...", help="Layer zips, in the order the function lists them (later files win).")],
+        metavar="ZIP", help="Layer zips, in the order the function lists them (later files win).")],
     runtime: Annotated[str, typer.Option("--runtime", help="The Lambda runtime, e.g. python3.11.")],
     arch: Annotated[str, typer.Option("--arch", help="x86_64 or arm64.")] = "x86_64",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,

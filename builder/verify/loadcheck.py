@@ -158,8 +158,8 @@ def _hint(problem: LoadProblem, arch: str) -> str:
                 "opencv-python, for one), a recipe strip.drop entry for the package that needs it (or strip.keep "
                 "if a strip rule removed the bundled copy), or `layers build --image`, whose image can install it")
     if problem.kind == "version":
-        return ("build with `layers build` (it picks wheels tagged for the runtime's OS and compiles sdists in its "
-                "build image), use a newer runtime (python3.12+ is Amazon Linux 2023), or `layers build --image`")
+        return ("build with `layers build` (it picks wheels tagged for the runtime's glibc and compiles sdists in the "
+                "runtime's build image), target a runtime on a newer Amazon Linux, or `layers build --image`")
     if problem.kind == "machine":
         return f"build the layer for {arch} (`layers build --arch {arch}`), or check it with the --arch it was built for"
     return "rebuild the layer: the file is damaged"
