@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import LayerError, RecipeError, UsageError
 from ..measure import human
@@ -159,10 +160,25 @@ def _show_budget(report: dict) -> None:
     if report.get("cold_import_seconds") is not None:
         table.add_row("cold import (python -B)", f"{report['cold_import_seconds']:.3f} s", "", report["bytecode"]["mode"])
     err.print(table)
-    if verification["verified"]:
-        err.print(f"[green]verified:[/] smoke test passed; {verification['how']}")
+    _show_proven(report)
+
+
+def _show_proven(report: dict) -> None:
+    """What was proven about this layer, and how: the load check, the grafts, the smoke test."""
+    verification = report["verification"]
+    load = verification.get("load_check")  # absent in reports of builds before the load check existed
+    if load:
+        warned = f", {load['warnings']} warning(s)" if load.get("warnings") else ""
+        style = "green" if load["status"] == "passed" else "red"
+        err.print(Text.assemble((f"{load['status']}: ", style), f"{load['how']}{warned}"))
     else:
-        err.print(f"[yellow]NOT verified by a smoke test:[/] {verification['how']}")
+        err.print(Text.assemble(("not run: ", "yellow"), "static load check (report from an older build)"))
+    for graft in (report.get("grafted") or {}).get("grafted", []):
+        err.print(Text.assemble(("grafted: ", "cyan"), f"{graft['soname']} as {graft['path']} from {graft['origin']}"))
+    if verification["verified"]:
+        err.print(Text.assemble(("verified: ", "green"), f"smoke test passed {verification['how']}"))
+    else:
+        err.print(Text.assemble(("NOT verified by a smoke test: ", "yellow"), verification["how"]))
 
 
 @app.command("recipes")
