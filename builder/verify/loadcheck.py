@@ -32,6 +32,10 @@ host. The parts:
   (later layers overwrite earlier files, as Lambda does), only the ELF files
   and symlinks, after checking every member stays inside.
 
+Speed: each ELF file's headers are read once and every lookup is cached:
+0.17 s for tf18's tree (107 ELF files, 217 MB), 0.4 s for tensorflow-cpu
+2.21's (77, 1.27 GB); from the zip, with extraction, tf18 takes 0.9 s.
+
 Not modelled: ld.so matches a name against objects already loaded before it
 searches, so at run time load order can hide or satisfy a need; this check
 resolves each chain as if it were loaded first. The interpreter's own RPATH
