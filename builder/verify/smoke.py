@@ -4,8 +4,18 @@ The ELF check is pure (``elf.glibc_violations``): no shared object may need a
 GLIBC symbol version newer than the runtime's OS has. The smoke test runs the
 recipe's imports and snippet with an interpreter of the runtime's Python
 version, with ``-I -S -B``: no site-packages, no environment, no bytecode
-written into the layer; only the layer and the standard library on
-``sys.path``, as on Lambda where the layer is /opt/python.
+written into the layer; only the layer (its root and its
+``lib/pythonX.Y/site-packages``, as Lambda's /opt/python) and the standard
+library on ``sys.path``.
+
+Where it runs: with the pip backend, ``verify(..., lambda_sandbox=True)`` runs
+it in ``sandbox.LambdaSandbox`` (bubblewrap), which shows only the libraries
+Lambda's runtime image has, so a layer needing libGL or loading libmagic with
+ctypes fails here as it would there. Without bwrap, or with the Docker backend
+(its runner runs in the build container), it sees the libraries of the machine
+it runs on, and ``Verification.sandbox``/``how`` say so. Trace pruning
+(``strip/trace.py``) calls ``run_workload`` without a sandbox: its tracer writes
+its findings to a path on this machine.
 """
 
 from __future__ import annotations
@@ -19,8 +29,10 @@ from pathlib import Path
 from ..errors import VerifyError
 from ..recipe import SmokeTest
 from ..runner import Result, Runner
+from ..runtimes import Runtime
 from .elf import elf_files, glibc_violations, read_elf
 from .interpreters import Interpreter
+from .sandbox import LAYER_MOUNT, TASK_ROOT, LambdaSandbox, prepare_sandbox, sandbox_available
 
 SMOKE_TIMEOUT = 900
 
@@ -29,7 +41,7 @@ import importlib, json, sys
 layer, spec_path = sys.argv[1], sys.argv[2]
 with open(spec_path) as f:
     spec = json.load(f)
-sys.path.insert(0, layer)
+sys.path[0:0] = spec.get("paths") or [layer]
 for name in spec["imports"]:
     importlib.import_module(name)
 for name in spec["imports"]:
@@ -63,6 +75,10 @@ class Verification:
     glibc_allowed: str
     smoke: str  # "passed" | "not run"
     how: str
+    # "lambda-libraries": in the sandbox, only Lambda's libraries visible; "host": with the libraries of the
+    # machine or container it ran in (see how); None: not run.
+    sandbox: str | None = None
+    sandbox_notes: tuple[str, ...] = ()
 
     @property
     def verified(self) -> bool:
@@ -76,6 +92,8 @@ class Verification:
             "glibc_allowed": self.glibc_allowed,
             "smoke_test": self.smoke,
             "how": self.how,
+            "sandbox": self.sandbox,
+            "sandbox_notes": list(self.sandbox_notes),
         }
 
 
@@ -104,31 +122,70 @@ def _child_env(home: Path) -> dict[str, str]:
 
 
 def run_workload(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner, tmp: Path | None = None,
-                 *, prelude: str = "", epilogue: str = "", env: dict[str, str] | None = None) -> Result:
+                 *, prelude: str = "", epilogue: str = "", env: dict[str, str] | None = None,
+                 sandbox: LambdaSandbox | None = None) -> Result:
     """Run the smoke workload (``prelude`` and ``epilogue`` wrap it: the tracer's hooks) and return its result.
 
-    ``tmp``: where to put the script, somewhere ``runner``'s commands can read it.
+    ``tmp``: where to put the script, somewhere ``runner``'s commands can read it. ``sandbox``: run it there,
+    the layer at /opt/python and the script at /var/task (``env`` is passed in; nothing is written out).
     """
     with tempfile.TemporaryDirectory(prefix="layers-smoke-", dir=tmp) as scratch:
         scratch_path = Path(scratch)
-        spec = scratch_path / "smoke.json"
-        spec.write_text(json.dumps({"imports": list(smoke.imports), "code": smoke.code}))
-        script = scratch_path / "smoke.py"
-        script.write_text(prelude + _SMOKE_SCRIPT + epilogue)
-        return runner.run(
-            [interpreter.path, "-I", "-S", "-B", script, str(tree.resolve()), spec],
-            cwd=scratch_path, env={**_child_env(scratch_path), **(env or {})}, timeout=SMOKE_TIMEOUT,
-        )
+        task = scratch_path / "task"
+        task.mkdir()
+        if sandbox is None:
+            layer = str(tree.resolve())
+            paths = [layer, f"{layer}/lib/python{interpreter.version}/site-packages"]
+        else:
+            layer, paths = LAYER_MOUNT, list(sandbox.python_paths)
+        (task / "smoke.json").write_text(json.dumps({"imports": list(smoke.imports), "code": smoke.code,
+                                                     "paths": paths}))
+        (task / "smoke.py").write_text(prelude + _SMOKE_SCRIPT + epilogue)
+        child_env = {**_child_env(scratch_path), **(env or {})}
+        if sandbox is None:
+            return runner.run([interpreter.path, "-I", "-S", "-B", task / "smoke.py", layer, task / "smoke.json"],
+                              cwd=scratch_path, env=child_env, timeout=SMOKE_TIMEOUT)
+        cache = _ld_cache(sandbox, runner, scratch_path)
+        argv = [sandbox.executable, "-I", "-S", "-B", f"{TASK_ROOT}/smoke.py", layer, f"{TASK_ROOT}/smoke.json"]
+        return runner.run(sandbox.command(argv, tree=tree, task=task, cache=cache, env=child_env),
+                          cwd=scratch_path, timeout=SMOKE_TIMEOUT)
+
+
+def _ld_cache(sandbox: LambdaSandbox, runner: Runner, scratch: Path) -> Path | None:
+    """An ld.so.cache of only the sandbox's libraries, or None (then find_library finds nothing at all)."""
+    etc = scratch / "etc"
+    etc.mkdir()
+    command = sandbox.cache_command(etc)
+    if command is None or not runner.run(command, cwd=scratch, timeout=60).ok:
+        return None
+    return etc / "ld.so.cache"
 
 
 def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner,
-                   tmp: Path | None = None) -> None:
-    result = run_workload(tree, smoke, interpreter, runner, tmp)
-    if not result.ok or "SMOKE-OK" not in result.stdout:
-        raise VerifyError(
-            f"smoke test failed with python{interpreter.version}:\n{result.tail(12)}",
-            hint="a strip rule may have removed something the stack needs: add a keep glob, or build with strip profile 'none' to compare",
-        )
+                   tmp: Path | None = None, *, sandbox: LambdaSandbox | None = None) -> None:
+    _check_passed(run_workload(tree, smoke, interpreter, runner, tmp, sandbox=sandbox), interpreter, sandbox)
+
+
+def _check_passed(result: Result, interpreter: Interpreter, sandbox: LambdaSandbox | None) -> None:
+    if result.ok and "SMOKE-OK" in result.stdout:
+        return
+    where, output = "", result.tail(12)
+    hint = ("a strip rule may have removed something the stack needs: add a keep glob, or build with strip "
+            "profile 'none' to compare")
+    if sandbox is not None:
+        where = f" in the sandbox of {sandbox.libraries.label}'s libraries"
+        explained = sandbox.explain(result.stdout + "\n" + result.stderr)
+        if explained:
+            output += "\n" + explained
+            hint = ("the layer needs a library Lambda's runtime image may lack: use a wheel that bundles it "
+                    "(opencv-python-headless rather than opencv-python for libGL), or drop what needs it")
+    raise VerifyError(f"smoke test failed with python{interpreter.version}{where}:\n{output}", hint=hint)
+
+
+def _sandbox_failed(result: Result) -> str | None:
+    """bwrap's own complaint if it could not set the sandbox up (the workload never ran), else None."""
+    first = result.stderr.strip().splitlines()[:1]
+    return first[0] if not result.ok and first and first[0].startswith("bwrap:") else None
 
 
 def time_imports(tree: Path, modules: tuple[str, ...], interpreter: Interpreter, runner: Runner, runs: int = 5,
@@ -148,13 +205,40 @@ def time_imports(tree: Path, modules: tuple[str, ...], interpreter: Interpreter,
 
 
 def verify(tree: Path, smoke: SmokeTest, glibc: tuple[int, int], interpreter: Interpreter | None,
-           runner: Runner, python: str, where: str = "this machine", tmp: Path | None = None) -> Verification:
+           runner: Runner, python: str, where: str = "this machine", tmp: Path | None = None, *,
+           runtime: Runtime | None = None, arch: str | None = None, lambda_sandbox: bool = False) -> Verification:
+    """The ELF glibc check, then the smoke test.
+
+    ``lambda_sandbox`` (pip backend: ``runner`` runs on this machine): run the smoke test in the sandbox of
+    ``runtime``'s libraries on ``arch`` (default: the interpreter's machine) when bwrap works here; if not,
+    run it with this machine's libraries and say so in ``how``.
+    """
     count, top = check_glibc(tree, glibc)
     allowed = "%d.%d" % glibc
     if interpreter is None:
         return Verification(count, top, allowed, "not run",
                             f"no python{python} for this architecture on this machine; ELF glibc check only")
+    ran = f"python{interpreter.version} at {interpreter.path} ({interpreter.machine}) in {where}"
+    if lambda_sandbox:
+        reason = sandbox_available(runner) if runtime is not None else "no runtime was given to take its libraries"
+        if reason is None:
+            box = prepare_sandbox(interpreter, runtime, arch or _lambda_arch(interpreter.machine), runner)
+            result = run_workload(tree, smoke, interpreter, runner, tmp, sandbox=box)
+            reason = _sandbox_failed(result)
+            if reason is None:
+                _check_passed(result, interpreter, box)
+                return Verification(count, top, allowed, "passed",
+                                    f"{ran}, {box.describe()}; layer alone on sys.path (-I -S -B); ELF glibc check",
+                                    sandbox="lambda-libraries", sandbox_notes=box.notes())
+        run_smoke_test(tree, smoke, interpreter, runner, tmp)
+        return Verification(count, top, allowed, "passed",
+                            f"{ran}, with this machine's libraries, not only Lambda's ({reason}), so a library "
+                            "Lambda lacks would have gone unnoticed; layer alone on sys.path (-I -S -B); "
+                            "ELF glibc check", sandbox="host", sandbox_notes=(f"no sandbox: {reason}",))
     run_smoke_test(tree, smoke, interpreter, runner, tmp)
     return Verification(count, top, allowed, "passed",
-                        f"python{interpreter.version} at {interpreter.path} ({interpreter.machine}) in {where}, "
-                        "layer alone on sys.path (-I -S -B); ELF glibc check")
+                        f"{ran}, layer alone on sys.path (-I -S -B); ELF glibc check", sandbox="host")
+
+
+def _lambda_arch(machine: str) -> str:
+    return {"aarch64": "arm64"}.get(machine, machine)
