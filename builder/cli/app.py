@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import __version__
@@ -47,9 +48,10 @@ class RichReporter:
 
 
 def _fail(error: LayerError) -> None:
-    err.print(f"[bold red]error:[/] {error.message}", soft_wrap=True)
+    # The message and hint hold what users and libraries wrote (paths, requirements, tool output): text, not markup.
+    err.print(Text.assemble(("error: ", "bold red"), error.message), soft_wrap=True)
     if error.hint:
-        err.print(f"[dim]hint:[/] {error.hint}", soft_wrap=True)
+        err.print(Text.assemble(("hint: ", "dim"), error.hint), soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 

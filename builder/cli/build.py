@@ -146,7 +146,7 @@ def _show_build(result) -> None:
 
 
 def _show_budget(report: dict) -> None:
-    budget, verification = report["budget"], report["verification"]
+    budget = report["budget"]
     table = Table(title=f"{report['recipe']} for {report['runtime']} {report['architecture']}", title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")

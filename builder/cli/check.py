@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.text import Text
 
 from ..errors import LayerError, UsageError
@@ -40,7 +39,7 @@ def check(
             _check_argument(path)
         result = check_zips(list(zips), libs)
     except LayerError as error:
-        _fail_plain(error)
+        _fail(error)
     if as_json:
         out.print_json(json.dumps({"zips": [str(p) for p in zips], "runtime": runtime, **result.to_json()}))
     else:
@@ -48,7 +47,7 @@ def check(
     try:
         raise_for(result)
     except LayerError as error:
-        _fail_plain(error)
+        _fail(error)
 
 
 def _system_libraries(runtime: str, arch: str):
@@ -92,6 +91,3 @@ def _show(result) -> None:
         out.print(Text("ok: every ELF file finds what it needs", style="green"), soft_wrap=True)
 
 
-def _fail_plain(error: LayerError) -> None:
-    """``_fail`` with the message and hint shown as written: file names may hold [brackets]."""
-    _fail(type(error)(escape(error.message), hint=escape(error.hint) if error.hint else None))
