@@ -36,6 +36,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -334,7 +335,9 @@ def _conf_dirs(conf: Path, seen: set[Path]) -> list[Path]:
     return out
 
 
+@cache
 def _elf(path: Path) -> ElfInfo | None:
+    # Cached: the same few hundred system libraries are read for every sandbox of every build.
     try:
         return read_elf(path) if path.is_file() else None
     except VerifyError:

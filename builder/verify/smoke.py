@@ -127,7 +127,8 @@ def run_workload(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner:
     """Run the smoke workload (``prelude`` and ``epilogue`` wrap it: the tracer's hooks) and return its result.
 
     ``tmp``: where to put the script, somewhere ``runner``'s commands can read it. ``sandbox``: run it there,
-    the layer at /opt/python and the script at /var/task (``env`` is passed in; nothing is written out).
+    the layer at /opt/python and the script at /var/task; ``env`` still reaches the workload, but it can
+    write only to the sandbox's own /tmp, so a tracer's output file would not come back.
     """
     with tempfile.TemporaryDirectory(prefix="layers-smoke-", dir=tmp) as scratch:
         scratch_path = Path(scratch)
