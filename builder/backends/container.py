@@ -7,6 +7,13 @@ run in it with ``call``, files move with ``copy_into`` and ``copy_out``, and
 failure halfway through ``__enter__``. Every container carries the label
 ``LABEL`` so tests (and users) can prove none was left behind.
 
+The same class makes the run-only container of the Lambda runtime image
+(``runtime_image.py``): a read-only root (``read_only``), only ``tmpfs``
+paths writable, a non-root ``user``, no network, the image's ENTRYPOINT
+replaced (``entrypoint``; Lambda's images start the runtime interface
+emulator), and host directories bind-mounted read-only (``read_only_mounts``:
+the layer at /opt).
+
 ``ContainerRunner`` is the subprocess seam (``runner.Runner``) pointed into a
 container: code that runs tools through a runner (pip, strip, the runtime's
 Python) runs them in the container unchanged.
@@ -74,9 +81,21 @@ def check_network(network: str) -> str:
 
 
 class Container:
+    """A container kept alive by ``sleep infinity``; see the module docstring.
+
+    ``volumes``: docker-py's mapping (host path or volume name -> bind and mode).
+    ``read_only_mounts``: container path -> host directory or file, mounted read-only.
+    ``tmpfs``: container path -> mount options (``{"/tmp": "rw,exec,size=512m"}``).
+    ``user``: who runs the container and, unless ``call`` says otherwise, its commands ("uid:gid").
+    ``entrypoint``: None keeps the image's; a sequence replaces it, ``()`` removes it.
+    """
+
     def __init__(self, image: str, *, client=None, platform: str | None = None,
                  volumes: Mapping[str, dict] | None = None, environment: Mapping[str, str] | None = None,
-                 echo: Callable[[str], None] | None = None, name_hint: str = "", network: str = "bridge") -> None:
+                 echo: Callable[[str], None] | None = None, name_hint: str = "", network: str = "bridge",
+                 read_only: bool = False, tmpfs: Mapping[str, str] | None = None, user: str | None = None,
+                 entrypoint: Sequence[str] | None = None,
+                 read_only_mounts: Mapping[str, Path | str] | None = None) -> None:
         self.image = image
         self.network = check_network(network)
         self.client = client
@@ -85,15 +104,38 @@ class Container:
         self.environment = dict(environment or {})
         self.echo = echo
         self.name_hint = name_hint
+        self.read_only = read_only
+        self.tmpfs = dict(tmpfs or {})
+        self.user = user
+        self.entrypoint = None if entrypoint is None else tuple(entrypoint)
+        self.read_only_mounts = {target: str(source) for target, source in (read_only_mounts or {}).items()}
         self.container = None
+
+    def _create_options(self) -> dict:
+        from docker.types import Mount
+
+        options = dict(detach=True, init=True, platform=self.platform, volumes=self.volumes,
+                       environment=self.environment, labels={LABEL: "1"}, network_mode=self.network)
+        if self.read_only:
+            options["read_only"] = True
+        if self.tmpfs:
+            options["tmpfs"] = self.tmpfs
+        if self.user:
+            options["user"] = self.user
+        if self.entrypoint is not None:
+            # [""] is the engine's "no entrypoint" (Docker API, ContainerConfig.Entrypoint).
+            options["entrypoint"] = list(self.entrypoint) or [""]
+        if self.read_only_mounts:
+            # Mounts, not ``volumes``: that mapping is keyed by host path, so one host path could not
+            # appear twice, and a missing source is an error here instead of an empty directory.
+            options["mounts"] = [Mount(target, source, type="bind", read_only=True)
+                                 for target, source in self.read_only_mounts.items()]
+        return options
 
     def __enter__(self) -> "Container":
         self.client = self.client or docker_client()
         try:
-            self.container = self.client.containers.create(
-                self.image, ["sleep", "infinity"], detach=True, init=True, platform=self.platform,
-                volumes=self.volumes, environment=self.environment, labels={LABEL: "1"}, network_mode=self.network,
-            )
+            self.container = self.client.containers.create(self.image, ["sleep", "infinity"], **self._create_options())
             self.container.start()
             self._check_running()
         except BaseException:
@@ -122,7 +164,7 @@ class Container:
             raise BuildError(
                 f"this Docker engine cannot run {machine} containers: {logs.splitlines()[-1] if logs else 'exec format error'}",
                 hint=EMULATION_HINT)
-        raise BuildError(f"the build container from {self.image} stopped at start ({self.container.status}): {logs[-500:]}",
+        raise BuildError(f"the container from {self.image} stopped at start ({self.container.status}): {logs[-500:]}",
                          hint="the image must provide sleep (see dockerfiles/README.md)")
 
     def __exit__(self, *exc_info) -> None:
@@ -137,17 +179,20 @@ class Container:
 
     def call(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
              user: str | None = None) -> Result:
-        """Run a command in the container to completion; never raises on a non-zero exit."""
+        """Run a command in the container to completion; never raises on a non-zero exit.
+
+        ``user``: "uid:gid" for this command; None runs it as the container's user.
+        """
         if self.container is None:
             raise BuildError("the container is not running")
         args = tuple(str(a) for a in argv)
         if self.echo:
             self.echo("+ docker exec " + shlex.join(args))
         code, (stdout, stderr) = self.container.exec_run(
-            list(args), workdir=cwd, environment=dict(env or {}), user=user or "", demux=True)
+            list(args), workdir=cwd, environment=dict(env or {}), user=user or self.user or "", demux=True)
         stdout_text, stderr_text = (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
         if code in (126, 127) and "executable file not found" in stdout_text + stderr_text:
-            raise ToolMissing(f"{args[0]} is not in the build image {self.image}",
+            raise ToolMissing(f"{args[0]} is not in the image {self.image}",
                               hint="the base image must meet the contract in dockerfiles/README.md")
         return Result(args, code, stdout_text, stderr_text)
 
