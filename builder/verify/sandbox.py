@@ -89,7 +89,7 @@ def sandbox_available(runner: Runner) -> str | None:
     try:
         result = runner.run(probe, timeout=30)
     except ToolMissing:
-        return "bwrap is not installed: install bubblewrap (apt-get install bubblewrap)"
+        return "bwrap is not installed; Debian/Ubuntu: apt-get install bubblewrap"
     if not result.ok:
         return f"bwrap cannot create namespaces on this machine: {result.tail(2) or 'exit ' + str(result.returncode)}"
     return None
@@ -189,8 +189,8 @@ class LambdaSandbox:
         if self.hidden_modules:
             out.append("stdlib modules not loadable in the sandbox (their libraries are not on Lambda): "
                        + ", ".join(self.hidden_modules))
-        out.append("this machine's copies of the libraries were used: symbol versions (GLIBCXX...) are checked "
-                   "by the ELF checks, not by the sandbox")
+        out.append("the libraries shown are this machine's copies, newer than Lambda's: a need for too new a "
+                   "symbol version (GLIBC_, GLIBCXX_) passes in the sandbox; the ELF checks are what catch it")
         return tuple(out)
 
     def describe(self) -> str:
