@@ -47,7 +47,7 @@ from .verify.interpreters import Interpreter
 from .verify.loadcheck import LoadCheck, check_tree, raise_for
 from .verify.loadcheck import how as load_check_how
 from .verify.repair import RepairReport, container_fetch, host_fetch, needs_from_problems, repair
-from .verify.smoke import Verification, time_imports, verify
+from .verify.smoke import Verification, check_glibc, time_imports, verify
 
 
 @dataclass(frozen=True)
@@ -175,12 +175,11 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
                                  session.tmp, recipe.strip.docstrings)
 
     load_check, repaired = _check_loads(session, tree.parent, options, reporter, timer)
-    reporter.step("verify: ELF glibc needs" + (", smoke test" if interpreter else ""))
-    verification: Verification = timer.run(
-        "verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, session.runner,
-        target.runtime.python, session.where, session.tmp)
+    verification: Verification = _smoke(session, tree, recipe, interpreter, reporter, timer)
     if not verification.verified:
         reporter.notice(f"NOT smoke-tested: {verification.how}")
+    elif verification.sandbox == "host":
+        reporter.notice(f"the smoke test saw more libraries than Lambda has: {verification.how}")
     import_seconds = None
     if interpreter and options.time_imports:
         reporter.step("time cold imports (python -B)")
@@ -188,6 +187,36 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
                                    session.runner, options.import_runs, session.tmp)
     return _TargetStages(resolution, installed, owners, stripped, bytecode, verification, import_seconds,
                          interpreter, session.where, session.notes, pruned, load_check, repaired)
+
+
+def _smoke(session: Session, tree: Path, recipe: Recipe, interpreter: Interpreter | None, reporter: Reporter,
+           timer: _Timer) -> Verification:
+    """The smoke test where only Lambda's libraries exist: the backend's own place, else a sandbox here.
+
+    The Docker backend runs it in Lambda's runtime image; the pip backend in a
+    bubblewrap sandbox holding only the runtime table's libraries. Where
+    neither can be had, it runs with the build environment's libraries and
+    the report says so in plain words.
+    """
+    target = session.target
+    if session.run_smoke is not None and interpreter is not None:
+        reporter.step("verify: smoke test in Lambda's runtime image")
+        count, top = check_glibc(tree, target.runtime.glibc)
+        how, problem = timer.run("verify", session.run_smoke, tree.parent, recipe.smoke)
+        if how is not None:
+            return Verification(count, top, target.runtime.glibc_text, "passed", f"{how}; ELF glibc check",
+                                sandbox="lambda-runtime-image")
+        reporter.notice(f"smoke test in the build container instead of Lambda's runtime image: {problem}")
+        verification = timer.run(
+            "verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, session.runner,
+            target.runtime.python, session.where, session.tmp)
+        return dataclasses.replace(verification, sandbox="host", how=(
+            f"{verification.how}; in the build container, whose libraries are more than Lambda's, because Lambda's "
+            f"runtime image could not be had ({problem}; --runtime-image names another)"))
+    reporter.step("verify: ELF glibc needs" + (", smoke test" if interpreter else ""))
+    return timer.run("verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, session.runner,
+                     target.runtime.python, session.where, session.tmp,
+                     runtime=target.runtime, arch=target.arch, lambda_sandbox=session.backend == "pip")
 
 
 def _check_loads(session: Session, layer_root: Path, options: BuildOptions, reporter: Reporter,

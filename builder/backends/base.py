@@ -115,6 +115,9 @@ class Session:
     resolve: Callable[..., Resolution]        # (recipe, workdir, lock=None)
     install: Callable[[Resolution, Path], None]  # (resolution, tree)
     notes: tuple[str, ...] = ()
+    # (layer root, smoke test) -> (how it ran, None) or (None, why it could not), where the smoke test runs
+    # somewhere of its own (the Docker backend: Lambda's runtime image). None: run it with ``runner``.
+    run_smoke: Callable[..., tuple[str | None, str | None]] | None = None
 
 
 class Backend(Protocol):

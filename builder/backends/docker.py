@@ -26,12 +26,14 @@ from pathlib import Path
 
 from ..errors import BuildError
 from ..runner import Runner
+from ..recipe import SmokeTest
 from ..verify.interpreters import Interpreter
 from .base import Session, Target
 from .certs import CONTAINER_PATH, container_environment, host_ca_bundle
 from .container import Container, ContainerRunner, check_network, docker_client
 from .images import BuildImage, docker_platform, ensure_build_image
 from .pip import PipBackend
+from .runtime_image import default_runtime_image, run_in_runtime_image
 
 PIP_CACHE_VOLUME = "lambda-layer-builder-pip-cache"
 PIP_CACHE_PATH = "/var/cache/lambda-layer-builder/pip"
@@ -143,7 +145,25 @@ class DockerBackend:
                     resolve=lambda recipe, workdir, lock=None: pip.resolve(recipe, target, workdir, lock),
                     install=lambda resolution, tree: pip.install(resolution, target, tree),
                     notes=tuple(notes),
+                    run_smoke=lambda layer_root, smoke: self._smoke_in_runtime_image(target, layer_root, smoke, tmp),
                 )
+
+    def _smoke_in_runtime_image(self, target: Target, layer_root: Path, smoke: SmokeTest,
+                                tmp: Path) -> tuple[str | None, str | None]:
+        """The smoke test in Lambda's runtime image: (how, None), or (None, why) when the default image cannot be had.
+
+        An image the user named (recipe or --runtime-image) that cannot be had is an error instead.
+        """
+        named = resolve_base_image(self.runtime_image, target.arch)
+        image = named or default_runtime_image(target.runtime, target.arch)
+        echo = self.runner.echo if self.runner.verbose else None
+        try:
+            return run_in_runtime_image(self.client, image, layer_root, smoke, target.runtime, target.arch,
+                                        echo=echo, scratch=tmp).how, None
+        except BuildError as unavailable:
+            if named:
+                raise
+            return None, unavailable.message
 
     @staticmethod
     def _prepare(box: Container, user: str, home: Path, tmp: Path) -> None:

@@ -23,6 +23,14 @@ def docker_engine():
     client.close()
 
 
+@pytest.fixture(scope="session")
+def stand_in_runtime(docker_engine):
+    """The stand-in for Lambda's python3.11 runtime image (no registry here), built once (.ci/test-runtime-image.sh)."""
+    from tests.support.runtime_image import ensure_stand_in_runtime_image
+
+    return ensure_stand_in_runtime_image(docker_engine)
+
+
 def our_containers(client):
     return client.containers.list(all=True, filters={"label": LABEL})
 

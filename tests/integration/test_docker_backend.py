@@ -52,15 +52,18 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def np311_by_both(docker_engine, tmp_path_factory, cache):
-    """np311 built by the pip backend, then by the Docker backend from the pip build's lock."""
+def np311_by_both(docker_engine, tmp_path_factory, cache, stand_in_runtime):
+    """np311 built by the pip backend, then by the Docker backend from the pip build's lock.
+
+    The Docker build's smoke test runs in the stand-in for Lambda's runtime image.
+    """
     work = tmp_path_factory.mktemp("np311")
     by_pip = layers("build", "np311", "--backend", "pip", "--out", str(work / "pip"), "--no-import-timing",
                     "--recipes", str(ROOT / "recipes"), cwd=work, cache=cache)
     assert by_pip.returncode == 0, by_pip.stderr
     stem = "np311/np311-python3.11-x86_64"
     by_docker = layers("build", "np311", "--backend", "docker", "--base-image", BASE_IMAGE,
-                       "--lock", str(work / "pip" / f"{stem}.lock.json"),
+                       "--runtime-image", stand_in_runtime, "--lock", str(work / "pip" / f"{stem}.lock.json"),
                        "--compare-to", str(work / "pip" / f"{stem}.zip"),
                        "--out", str(work / "docker"), "--no-import-timing", "-v",
                        "--recipes", str(ROOT / "recipes"), cwd=work, cache=cache)
@@ -69,15 +72,17 @@ def np311_by_both(docker_engine, tmp_path_factory, cache):
     return work, report, by_docker
 
 
-def test_docker_build_is_verified_in_the_container(np311_by_both):
+def test_docker_build_is_smoke_tested_in_the_runtime_image(np311_by_both, stand_in_runtime):
     _, report, run = np311_by_both
     assert report["backend"] == "docker"
     assert report["build_image"]["base"] == BASE_IMAGE
-    assert report["verification"]["verified"]
-    assert "in a container of lambda-layer-builder/build:" in report["verification"]["how"]
-    # strip and the runtime's Python ran in the container, as the echo shows.
+    verification = report["verification"]
+    assert verification["verified"] and verification["sandbox"] == "lambda-runtime-image"
+    assert f"smoke test in the Lambda runtime image {stand_in_runtime}" in verification["how"]
+    assert "read-only /opt, only /tmp writable" in verification["how"] and "no network" in verification["how"]
+    assert verification["load_check"]["status"] == "passed" and verification["load_check"]["complete"]
+    # strip ran in the build container, as the echo shows.
     assert "+ [container] strip --strip-unneeded" in run.stderr
-    assert "+ [container] /usr/bin/python3.11 -I -S -B" in run.stderr
     debug = next(r for r in report["strip"]["rules"] if r["rule"] == "debug-symbols")
     assert debug["files"] > 10 and debug["bytes"] > 1_000_000
 
@@ -133,6 +138,11 @@ def test_native_sdist_compiles_in_the_container(docker_engine, tmp_path, cache):
     assert wheel["origin"] == "sdist" and wheel["filename"].endswith("linux_x86_64.whl")
     report = json.loads((tmp_path / "dist/native/native-python3.11-x86_64.report.json").read_text())
     assert report["verification"]["verified"] and report["verification"]["elf_files"] == 1
+    # No --runtime-image, and AWS's cannot be pulled here: the report says plainly where the smoke test ran.
+    assert report["verification"]["sandbox"] == "host"
+    assert "in the build container, whose libraries are more than Lambda's" in report["verification"]["how"]
+    assert "public.ecr.aws/lambda/python:3.11" in report["verification"]["how"]
+    assert "smoke test in the build container instead of Lambda's runtime image" in result.stderr
 
 
 def test_pip_backend_refuses_the_same_native_sdist(tmp_path, cache):
