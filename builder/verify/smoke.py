@@ -183,6 +183,23 @@ def _check_passed(result: Result, interpreter: Interpreter, sandbox: LambdaSandb
     raise VerifyError(f"smoke test failed with python{interpreter.version}{where}:\n{output}", hint=hint)
 
 
+def _raise_if_only_lambda_lacks_it(failed: VerifyError, tree: Path, smoke: SmokeTest, interpreter: Interpreter,
+                                   runner: Runner, tmp: Path | None) -> None:
+    """Tell a library Lambda lacks from a broken stack: run once more with this machine's libraries.
+
+    Passing there means the layer loads something at run time (ctypes, dlopen)
+    that this machine has and Lambda's runtime image does not: no ELF header
+    shows it, which is why the static load check let it through.
+    """
+    host = run_workload(tree, smoke, interpreter, runner, tmp)
+    if host.ok and "SMOKE-OK" in host.stdout:
+        raise VerifyError(
+            f"{failed.message}\nWith this machine's libraries the same smoke test passes: the stack loads a library "
+            "at run time (ctypes or dlopen) that this machine has and Lambda's runtime image lacks",
+            hint="use a wheel that bundles the library or a pure-Python alternative, ship the library in the layer's "
+                 "lib/ (/opt/lib is on Lambda's LD_LIBRARY_PATH), or build a container image (layers build --image)")
+
+
 def _sandbox_failed(result: Result) -> str | None:
     """bwrap's own complaint if it could not set the sandbox up (the workload never ran), else None."""
     first = result.stderr.strip().splitlines()[:1]
@@ -227,7 +244,11 @@ def verify(tree: Path, smoke: SmokeTest, glibc: tuple[int, int], interpreter: In
             result = run_workload(tree, smoke, interpreter, runner, tmp, sandbox=box)
             reason = _sandbox_failed(result)
             if reason is None:
-                _check_passed(result, interpreter, box)
+                try:
+                    _check_passed(result, interpreter, box)
+                except VerifyError as failed:
+                    _raise_if_only_lambda_lacks_it(failed, tree, smoke, interpreter, runner, tmp)
+                    raise
                 return Verification(count, top, allowed, "passed",
                                     f"{ran}, {box.describe()}; layer alone on sys.path (-I -S -B); ELF glibc check",
                                     sandbox="lambda-libraries", sandbox_notes=box.notes())
