@@ -92,6 +92,9 @@ def test_make_layer_tf18(tmp_path):
     report = json.loads((ROOT / "dist/tf18/tf18-python3.6-x86_64.report.json").read_text())
     assert report["verification"]["verified"], report["verification"]
     assert "python3.6" in report["verification"]["how"]
+    # Proven against Amazon Linux 1's libraries: statically, and by the smoke test in the sandbox.
+    assert report["verification"]["load_check"]["status"] == "passed"
+    assert report["verification"]["sandbox"] == "lambda-libraries"
     assert report["budget"]["unzipped_bytes"] <= 230 * 10**6
     assert report["versions"]["tensorflow"] == "1.8.0" and report["versions"]["keras"] == "2.2.4"
     assert report["versions"]["numpy"].startswith("1.16.") and report["versions"]["pillow"] == "5.4.1"
@@ -134,6 +137,16 @@ def test_trace_pruned_tf18_runs_its_workload_and_leaves_room_for_a_100mb_model(t
                        timeout=1800)
     assert recommended(lean_zip) == "package"
     assert recommended(standard) == "s3-tmp"
+
+
+def test_onnx312_builds_verified_against_amazon_linux_2023_and_says_why_arm64_is_not(tmp_path):
+    recipe = load_recipe("onnx312", ROOT / "recipes")
+    x86 = run_build(recipe, tmp_path / "dist", tmp_path / "cache", arch="x86_64").report["verification"]
+    assert x86["verified"] and x86["sandbox"] == "lambda-libraries"
+    assert x86["load_check"]["status"] == "passed" and not x86["load_check"]["complete"]  # AL2023's table is partial
+    arm = run_build(recipe, tmp_path / "dist", tmp_path / "cache", arch="arm64").report["verification"]
+    assert arm["load_check"]["status"] == "passed" and arm["load_check"]["arch"] == "arm64"
+    assert not arm["verified"] and "no python3.12 for this architecture" in arm["how"]
 
 
 def test_over_budget_fails_naming_the_biggest_and_writes_nothing(tmp_path):
