@@ -22,8 +22,12 @@ Regions = Annotated[Optional[str], typer.Option("--regions", help="Comma-separat
 ManifestDir = Annotated[Path, typer.Option("--manifests", help="Where published/RECIPE.json manifests live.")]
 
 
-def _split(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+def _split(value: str | None, option: str = "--regions") -> tuple[str, ...]:
+    """A comma-separated option's items; one that was given but names nothing is refused, never taken as "all"."""
+    parts = tuple(part.strip() for part in (value or "").split(",") if part.strip())
+    if value is not None and not parts:
+        raise UsageError(f"{option} {value!r} names nothing", hint=f"give at least one name after {option}")
+    return parts
 
 
 def _aws_client():
@@ -96,17 +100,19 @@ def publish(
     """Publish a built layer as a new version in every asked region that lacks this zip."""
     from ..publish.executor import Executor, read_latest
     from ..publish.manifest import Manifest, manifest_path
-    from ..publish.plan import Grant, PublishRequest, check_loads, check_request, make_plan
+    from ..publish.plan import Grant, PublishRequest, check_arguments, check_loads, check_request, make_plan
 
     reporter = RichReporter(err, quiet=as_json)
     failed = False
     try:
         if bool(regions) == all_regions:
             raise UsageError("say where: --regions R1,R2,... or --all-regions")
+        # An empty --org-id is refused by the check, not dropped: nothing the user typed is ignored.
         grants = ([Grant.public()] if public else []) + [Grant.account(a) for a in principal or []] \
-            + ([Grant.organization(org_id)] if org_id else [])
-        request = PublishRequest(regions=_split(regions), grants=tuple(grants), runtimes=_split(runtimes),
+            + ([Grant.organization(org_id)] if org_id is not None else [])
+        request = PublishRequest(regions=_split(regions), grants=tuple(grants), runtimes=_split(runtimes, "--runtimes"),
                                  direct_upload=direct, force=force, bucket_template=bucket_template)
+        check_arguments(request)  # before a missing zip is built
         artifacts = _artifacts(target, arch, out_dir, recipes_dir, reporter, verbose)
         for artifact in artifacts:  # before any AWS call
             check_request(artifact, request)

@@ -91,7 +91,7 @@ def rebuild(
     verbose: Verbose = False,
 ) -> None:
     """Re-resolve recipes; rebuild (and publish) only those whose layer would change."""
-    from ..publish.plan import Grant, PublishRequest
+    from ..publish.plan import Grant, PublishRequest, check_arguments
     from ..rebuild.rebuild import Rebuilder, RebuildOptions
 
     reporter = RichReporter(err, quiet=as_json)
@@ -102,6 +102,7 @@ def rebuild(
             if not regions:
                 raise UsageError("--publish needs --regions")
             request = PublishRequest(regions=_split(regions), grants=(Grant.public(),) if public else ())
+            check_arguments(request)  # a region typo is refused before anything is resolved
         elif regions or public:
             raise UsageError("--regions and --public go with --publish")
         options = RebuildOptions(out_dir=out_dir, manifests=manifests, publish=request, base_image=base_image,

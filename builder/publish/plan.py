@@ -47,18 +47,21 @@ class Grant:
     statement_id: str
     principal: str
     organization_id: str | None = None
+    # What the user asked for: "public" only from --public, so that no other
+    # argument (an account of '*', say) can make a layer public by accident.
+    kind: str = "account"
 
     @classmethod
     def public(cls) -> "Grant":
-        return cls("layers-public", "*")
+        return cls("layers-public", "*", kind="public")
 
     @classmethod
     def account(cls, account_id: str) -> "Grant":
-        return cls(f"layers-account-{account_id}", account_id)
+        return cls(f"layers-account-{account_id}", account_id, kind="account")
 
     @classmethod
     def organization(cls, org_id: str) -> "Grant":
-        return cls(f"layers-org-{org_id}", "*", org_id)
+        return cls(f"layers-org-{org_id}", "*", org_id, kind="organization")
 
     def describe(self) -> str:
         if self.organization_id:
@@ -103,12 +106,20 @@ def check_request(artifact: Artifact, request: PublishRequest) -> None:
     if request.direct_upload and artifact.zipped_bytes > DIRECT_UPLOAD_LIMIT:
         raise UsageError(f"{artifact.zipped_bytes:,} bytes zipped is over the 50 MB direct-upload limit",
                          hint="drop --direct: the zip goes through S3")
+    check_arguments(request)
+
+
+def check_arguments(request: PublishRequest) -> None:
+    """The request's own parts (regions, grants, bucket template): checked before any zip is read or built."""
     check_regions(request.regions)
     for grant in request.grants:
-        if grant.organization_id and not _ORG.match(grant.organization_id):
-            raise UsageError(f"{grant.organization_id!r} is not an organization ID (o-xxxxxxxxxx)")
-        if grant.principal != "*" and not _ACCOUNT.match(grant.principal):
-            raise UsageError(f"{grant.principal!r} is not an AWS account ID (12 digits)")
+        if grant.kind == "organization" and not _ORG.match(grant.organization_id or ""):
+            raise UsageError(f"--org-id {grant.organization_id!r} is not an organization ID (o-xxxxxxxxxx)")
+        if grant.kind == "account" and not _ACCOUNT.match(grant.principal):
+            raise UsageError(f"--principal {grant.principal!r} is not an AWS account ID (12 digits)",
+                             hint="to let every account use the layer, say so with --public")
+        if grant.kind == "public" and (grant.principal != "*" or grant.organization_id):
+            raise UsageError("a public grant is for everyone ('*') and no organization")
     if not request.direct_upload:
         check_bucket_template(request.bucket_template)
 
@@ -169,7 +180,7 @@ def check_bucket_template(template: str) -> None:
                          hint="Lambda publishes only from a bucket in the layer's own region")
     try:
         sample = template.format(account="123456789012", region="ap-southeast-2")
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise UsageError(f"the bucket template {template!r} is not valid ({exc}); "
                          "it may hold {account} and {region}") from None
     if not _BUCKET.match(sample) or ".." in sample:

@@ -209,6 +209,22 @@ def test_a_layer_that_would_not_load_on_lambda_is_refused_before_any_request(bui
     assert not (tmp_path / "published").exists()
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--regions", "us-east-1", "--principal", "*"], "is not an AWS account ID"),  # never public by the back door
+    (["--regions", ","], "--regions ',' names nothing"),  # never "every enabled region"
+    (["--regions", "us-east-1", "--org-id", ""], "is not an organization ID"),  # never dropped
+    (["--regions", "us-east-1", "--bucket-template", "{account.x}-{region}"], "is not valid"),
+    (["--regions", "us-east-1", "--runtimes", " , "], "--runtimes ' , ' names nothing"),
+])
+def test_arguments_that_would_widen_access_or_scope_are_refused_before_any_request(builds, fresh, tmp_path, args,
+                                                                                   words):
+    result = publish(str(builds["old"]), *args, proxy=fresh, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert fresh.requests == []
+    assert not (tmp_path / "published").exists()
+
+
 def test_grants_are_made_once_and_kept_on_rerun(builds, fresh, moto_server, tmp_path):
     proxy = fresh
     grants = ("--public", "--principal", "111122223333", "--org-id", "o-abcdefghij")
