@@ -22,8 +22,24 @@ from ..errors import LayerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build, verify and publish heavy Python stacks as AWS Lambda layers.")
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Markup and emoji off: every string printed is text (paths, requirements, tool and AWS output hold [brackets]
+# and :colons:); our own styling goes through styled() and Text.
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
+out = Console(highlight=False, markup=False, emoji=False)
+
+
+# Control characters (ANSI escapes above all) in what users or tools wrote would be obeyed by the terminal:
+# show them as \xNN instead. Newlines and tabs stay.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f)}
+
+
+def printable(text: str) -> str:
+    return str(text).translate(_CONTROL)
+
+
+def styled(style: str, label: str, *rest: str) -> Text:
+    """``label`` in ``style``, then the rest as plain text: the one way the CLI colours what it prints."""
+    return Text.assemble((label, style), *(printable(part) for part in rest))
 
 
 class RichReporter:
@@ -33,10 +49,10 @@ class RichReporter:
 
     def step(self, title: str) -> None:
         if not self.quiet:
-            self.console.print(f"[bold cyan]•[/] {title}")
+            self.console.print(styled("bold cyan", "• ", title))
 
     def notice(self, text: str) -> None:
-        self.console.print(f"[yellow]notice:[/] {text}")
+        self.console.print(styled("yellow", "notice: ", text))
 
     @contextmanager
     def progress(self, title: str, total: int):
@@ -49,16 +65,16 @@ class RichReporter:
 
 def _fail(error: LayerError) -> None:
     # The message and hint hold what users and libraries wrote (paths, requirements, tool output): text, not markup.
-    err.print(Text.assemble(("error: ", "bold red"), error.message), soft_wrap=True)
+    err.print(styled("bold red", "error: ", error.message), soft_wrap=True)
     if error.hint:
-        err.print(Text.assemble(("hint: ", "dim"), error.hint), soft_wrap=True)
+        err.print(styled("dim", "hint: ", error.hint), soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 
 def _runner(verbose: bool):
     from ..runner import Runner
 
-    return Runner(verbose=verbose, echo=lambda line: err.print(f"[dim]{line}[/]", soft_wrap=True, markup=False))
+    return Runner(verbose=verbose, echo=lambda line: err.print(Text(printable(line), style="dim"), soft_wrap=True))
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Echo every command as '+ cmd'.")]
@@ -76,5 +92,5 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/]")
+        err.print(styled("red", "interrupted"))
         sys.exit(130)

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ..errors import LayerError, RecipeError, UsageError
 from ..measure import human
-from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
+from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out, styled
 
 
 @app.command()
@@ -78,7 +78,7 @@ def build(
         _fail(error)
     except KeyboardInterrupt:
         # typer would exit 130 silently; say what state things are in.
-        err.print("[red]interrupted[/]: the build container is removed, and no partial file was written")
+        err.print(styled("red", "interrupted", ": the build container is removed, and no partial file was written"))
         raise typer.Exit(130) from None
     if as_json:
         out.print_json(json.dumps(reports if len(reports) > 1 else reports[0]))
@@ -115,7 +115,7 @@ def diff(
             table.add_column(column, overflow="fold")
         for item in comparison.differences:
             table.add_row(item.path, item.kind, item.reason)
-        out.print(table if comparison.differences else "[green]same files, same contents[/]")
+        out.print(table if comparison.differences else styled("green", "same files, same contents"))
     raise typer.Exit(0 if comparison.same_file_list else 1)
 
 
@@ -123,8 +123,9 @@ def _show_build(result) -> None:
     report = result.report
     if result.zip is None:
         image = report["image"]
-        out.print(f"[green]built image[/] {image['tag']} ({human(image['size_bytes'])}, "
-                  f"stack {human(report['sizes']['layer_bytes'])}) FROM {image['base']}; report {result.report_path}")
+        out.print(styled("green", "built image ", f"{image['tag']} ({human(image['size_bytes'])}, "
+                         f"stack {human(report['sizes']['layer_bytes'])}) FROM {image['base']}; "
+                         f"report {result.report_path}"))
         return
     rules = Table(title="strip rules", title_justify="left")
     rules.add_column("rule")
@@ -142,7 +143,7 @@ def _show_build(result) -> None:
         packages.add_row(row["package"], human(row["installed_bytes"]), human(row["layer_bytes"]))
     err.print(packages)
     _show_budget(report)
-    out.print(f"[green]built[/] {result.zip.path}  sha256 {report['zip']['sha256']}")
+    out.print(styled("green", "built ", f"{result.zip.path}  sha256 {report['zip']['sha256']}"))
 
 
 def _show_budget(report: dict) -> None:
@@ -153,9 +154,10 @@ def _show_budget(report: dict) -> None:
     table.add_column("limit", justify="right")
     table.add_column("")
     table.add_row("unzipped", human(budget["unzipped_bytes"]), human(budget["unzipped_budget"]),
-                  "[green]fits[/]" if budget["fits"] else "[red]over[/]")
+                  styled("green", "fits") if budget["fits"] else styled("red", "over"))
     table.add_row("zipped", human(budget["zipped_bytes"]), human(budget["direct_upload_limit"]),
-                  "direct upload" if budget["zipped_bytes"] <= budget["direct_upload_limit"] else "[yellow]via S3[/]")
+                  "direct upload" if budget["zipped_bytes"] <= budget["direct_upload_limit"]
+                  else styled("yellow", "via S3"))
     table.add_row("installed (raw)", human(report["sizes"]["installed_bytes"]), "", "")
     if report.get("cold_import_seconds") is not None:
         table.add_row("cold import (python -B)", f"{report['cold_import_seconds']:.3f} s", "", report["bytecode"]["mode"])
@@ -196,7 +198,7 @@ def list_recipes(recipes_dir: RecipesDir = None) -> None:
             r = load_recipe(path)
         except RecipeError as error:
             bad += 1
-            table.add_row(path.stem, "[red]invalid[/]", "", "", error.message)
+            table.add_row(path.stem, styled("red", "invalid"), "", "", error.message)
             continue
         table.add_row(r.name, r.runtime, ", ".join(r.architectures), ", ".join(p.text for p in r.requirements), r.description)
     out.print(table)
@@ -239,4 +241,4 @@ def init(
         path = write_recipe(name, requirements, runtime, tuple(arch), recipes_dir or default_recipes_dir(), force)
     except LayerError as error:
         _fail(error)
-    out.print(f"[green]wrote[/] {path}; check its smoke test, then: layers build {name}")
+    out.print(styled("green", "wrote ", f"{path}; check its smoke test, then: layers build {name}"))

@@ -12,10 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import LayerError, UsageError
 from ..measure import human
-from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
+from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out, styled
 
 # -- publishing ----------------------------------------------------------------
 Regions = Annotated[Optional[str], typer.Option("--regions", help="Comma-separated regions, e.g. us-east-1,eu-west-1.")]
@@ -144,7 +145,7 @@ def publish(
     if as_json:
         out.print_json(json.dumps(results if len(results) > 1 else results[0]))
     if failed:
-        err.print("[bold red]error:[/] some regions failed; run the same command again to finish them")
+        err.print(styled("bold red", "error: ", "some regions failed; run the same command again to finish them"))
         raise typer.Exit(7)
 
 
@@ -165,7 +166,7 @@ def _show_plan(plan) -> None:
     out.print(table)
     if plan.grants:
         out.print("grants: " + ", ".join(g.describe() for g in plan.grants))
-    out.print(f"[dim]description: {plan.description}[/]")
+    out.print(Text(f"description: {plan.description}", style="dim"))
 
 
 def _show_outcomes(plan, outcomes, manifest_file: Path) -> None:
@@ -174,7 +175,7 @@ def _show_outcomes(plan, outcomes, manifest_file: Path) -> None:
         table.add_column(column, overflow="fold")
     colours = {"published": "green", "adopted": "green", "unchanged": "dim", "failed": "red"}
     for outcome in outcomes:
-        table.add_row(outcome.region, f"[{colours[outcome.status]}]{outcome.status}[/]",
+        table.add_row(outcome.region, styled(colours[outcome.status], outcome.status),
                       str(outcome.version.version) if outcome.version else "-",
                       outcome.version.arn if outcome.version else outcome.message)
     out.print(table)
@@ -340,10 +341,10 @@ def plan_command(
             limit = str(check.limit) if check.measure == "layers" else human(check.limit)
             value = str(check.value) if check.measure == "layers" else human(check.value)
             table.add_row(option.title if i == 0 else "", check.measure, value, limit,
-                          "[green]fits[/]" if check.ok else "[red]over[/]")
+                          styled("green", "fits") if check.ok else styled("red", "over"))
     out.print(table)
     best = plan.recommended
     if best is None:
-        out.print("[red]nothing fits[/]: even a container image is over 10 GB")
+        out.print(styled("red", "nothing fits", ": even a container image is over 10 GB"))
     else:
-        out.print(f"[bold]recommended:[/] {best.title}: {best.advice}")
+        out.print(styled("bold", "recommended: ", f"{best.title}: {best.advice}"))

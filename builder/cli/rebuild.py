@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ..errors import LayerError, UsageError
 from ..measure import human
-from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out
+from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out, styled
 from .publish import ManifestDir, Regions, _aws_client, _split
 
 
@@ -71,7 +71,7 @@ def lock(
     except LayerError as error:
         _fail(error)
     out.print(table)
-    out.print(f"[green]wrote[/] {path}")
+    out.print(styled("green", "wrote ", str(path)))
 
 
 @app.command()
@@ -115,7 +115,7 @@ def rebuild(
     else:
         _show_rebuild(outcomes)
     if any(o.failed for o in outcomes):
-        err.print("[bold red]error:[/] some recipes failed (see the table); the others were done")
+        err.print(styled("bold red", "error: ", "some recipes failed (see the table); the others were done"))
         raise typer.Exit(8)
 
 
@@ -129,7 +129,7 @@ def _show_rebuild(outcomes) -> None:
             size = f"{human(o.size_before)} → {human(o.size_after)}"
         else:
             size = human(o.size_after) if o.size_after is not None else "-"
-        table.add_row(o.recipe, o.arch, f"[{colours[o.status]}]{o.status}[/]", "; ".join(o.changes) or "-", size,
+        table.add_row(o.recipe, o.arch, styled(colours[o.status], o.status), "; ".join(o.changes) or "-", size,
                       "; ".join([*o.notes, *([o.message] if o.message else [])]) or "-")
     out.print(table)
 
@@ -163,4 +163,5 @@ def schedule_github(
         partial.replace(output)
     except LayerError as error:
         _fail(error)
-    out.print(f"[green]wrote[/] {output} ({len(loaded)} recipes); set the secret {role_secret} to the role's ARN")
+    out.print(styled("green", "wrote ", f"{output} ({len(loaded)} recipes); "
+                                        f"set the secret {role_secret} to the role's ARN"))

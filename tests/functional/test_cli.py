@@ -116,3 +116,28 @@ def test_diff_of_two_builds_lists_differences_with_reasons(tmp_path):
     assert '"only in second"' in differs.stdout and "python/extra.py" in differs.stdout
     missing = layers("diff", str(tmp_path / "a.zip"), str(tmp_path / "nope.zip"), cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+ODD = "[/] [red]x[/red] :x: [bold]"
+
+
+@pytest.mark.parametrize("args", [
+    ["build", ODD],                                                     # a recipe name
+    ["build", "demo.toml", "--lock", ODD],                              # a path
+    ["publish", "x.zip", "--regions", ODD],                             # an option value
+    ["check", ODD, "--runtime", "python3.11"],                          # a zip path
+    ["report", ODD],
+])
+def test_what_the_user_wrote_is_printed_as_written_never_as_markup(tmp_path, args):
+    (tmp_path / "demo.toml").write_text(VALID_RECIPE.format(name="demo"))
+    result = layers(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert ODD in result.stderr, result.stderr  # brackets kept, no emoji for :x:, no style eaten
+
+
+def test_control_characters_are_shown_not_sent_to_the_terminal(tmp_path):
+    result = layers("build", "demo\x1b[31mred\x07", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "demo\\x1b[31mred\\x07" in result.stderr
