@@ -10,7 +10,9 @@ one ``RecipeError`` naming the file and the key.
 from __future__ import annotations
 
 import difflib
+from decimal import Decimal
 import re
+import stat
 import tomllib
 from functools import cache
 from importlib import resources
@@ -35,7 +37,12 @@ IMAGE_LIMIT = 10 * (1 << 30)
 # "512 MB" of /tmp is 512 MiB and its "10 GB" image limit is 10 GiB, so MB means
 # MiB here too; otherwise "--ephemeral 512MB" would be under Lambda's own minimum.
 _UNITS = {"": 1, "b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.I)
+# ASCII digits only ("５MB" is no size), and bounded: nothing on Lambda is bigger than a 10 GB image.
+_SIZE = re.compile(r"^\s*([0-9]{1,15}(?:\.[0-9]{1,6})?)\s*([a-z]*)\s*$", re.I | re.ASCII)
+MAX_SIZE = 1 << 40
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_DEPTH = 8
+_RECIPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$", re.ASCII)
 _HASH_OPTION = re.compile(r"\s--hash=(sha256):([0-9a-f]{64})\b")
 
 
@@ -46,11 +53,14 @@ def parse_size(value: Any) -> int:
     if isinstance(value, int):
         size = value
     elif isinstance(value, str) and (m := _SIZE.match(value)) and m[2].lower() in _UNITS:
-        size = int(float(m[1]) * _UNITS[m[2].lower()])
+        size = int(Decimal(m[1]) * _UNITS[m[2].lower()])  # Decimal: no float overflow or rounding
     else:
-        raise ValueError(f"expected a size such as 5MiB or a number of bytes, got {value!r}")
+        shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"expected a size such as 5MiB or a number of bytes, got {shown!r}")
     if size < 0:
         raise ValueError("a size cannot be negative")
+    if size > MAX_SIZE:
+        raise ValueError(f"{size} bytes is more than any Lambda limit (at most {MAX_SIZE} bytes)")
     return size
 
 
@@ -94,6 +104,20 @@ def parse_pin(line: str) -> Pin:
     return Pin(text=text, name=canonicalize_name(req.name), hashes=hashes)
 
 
+# What a distribution name and an importable module path may look like (PEP 508 names; dotted identifiers).
+_DIST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$", re.ASCII)
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}(\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,15}$", re.ASCII)
+
+
+def _distinct(values: tuple, what: str) -> tuple:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{value!r} is listed twice in {what}")
+        seen.add(value)
+    return values
+
+
 class StripSettings(_Frozen):
     # "trace": standard, then keep only what the smoke workload uses (trace.py).
     profile: Literal["none", "standard", "trace"]
@@ -104,6 +128,14 @@ class StripSettings(_Frozen):
     # "empty": compile docstrings as "" (needs bytecode = "only"; see bytecode.py).
     docstrings: Literal["keep", "empty"]
 
+    @field_validator("drop")
+    @classmethod
+    def _drop_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _DIST_NAME.match(name):
+                raise ValueError(f"{name!r} is not a distribution name (such as 'scipy' or 'tensorboard')")
+        return _distinct(tuple(canonicalize_name(n) for n in value), "strip.drop")
+
 
 class IncludeSettings(_Frozen):
     # builder/runtime/model_loader.py, shipped as layer_runtime.model_loader.
@@ -111,13 +143,32 @@ class IncludeSettings(_Frozen):
 
 
 class SmokeTest(_Frozen):
-    imports: tuple[str, ...] = Field(min_length=1)
-    code: str
+    imports: tuple[str, ...] = Field(min_length=1, max_length=100)
+    code: str = Field(max_length=100_000)
+
+    @field_validator("imports")
+    @classmethod
+    def _module_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _MODULE.match(name):
+                raise ValueError(f"{name!r} is not a module name (dotted identifiers, such as 'PIL.Image')")
+        return _distinct(value, "smoke.imports")
+
+    @field_validator("code")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        # Checked here, not minutes later after resolving; the runtime's Python compiles it again.
+        try:
+            compile(value, "<smoke test>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as exc:
+            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            raise ValueError(f"not valid Python{line}: {getattr(exc, 'msg', exc)}") from None
+        return value
 
 
 class Recipe(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-    description: str
+    description: str = Field(max_length=4096)
     license: str = Field(max_length=512)
     runtime: str
     architectures: tuple[Literal["x86_64", "arm64"], ...] = Field(min_length=1)
@@ -132,6 +183,11 @@ class Recipe(_Frozen):
     include: IncludeSettings
     smoke: SmokeTest
     source: Path | None = None
+
+    @field_validator("architectures")
+    @classmethod
+    def _one_of_each(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _distinct(value, "architectures")
 
     @field_validator("requirements", mode="before")
     @classmethod
@@ -201,7 +257,7 @@ def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
     merged.setdefault("layer_name", merged.get("name"))
     merged["source"] = source
     try:
-        recipe = Recipe.model_validate(_lists_to_tuples(merged), strict=False)
+        recipe = Recipe.model_validate(_lists_to_tuples(merged), strict=True)
     except ValidationError as exc:
         key, message, hint = _describe(exc.errors()[0])
         more = len(exc.errors()) - 1
@@ -240,16 +296,50 @@ def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Re
     """A recipe by name (``tf18`` -> ``recipes/tf18.toml``) or by path."""
     path = resolve_recipe_path(name_or_path, recipes_dir)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: over {MAX_RECIPE_BYTES // 1024} KiB: not a recipe",
+                              hint="a recipe is a short TOML file; see recipes/np311.toml")
+        data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: cannot read: {exc}") from None
+        raise RecipeError(f"{path}: not valid TOML: {exc}", hint="see recipes/np311.toml for the shape") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to be a recipe", hint="see recipes/np311.toml") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start})", hint="save the recipe as UTF-8") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if _depth(data) > MAX_RECIPE_DEPTH:
+        raise RecipeError(f"{path}: nested more than {MAX_RECIPE_DEPTH} levels deep: not a recipe",
+                          hint="see recipes/np311.toml for the shape")
     recipe = parse_recipe(data, path)
     if recipe.name != path.stem:
         raise RecipeError(f"{path}: name: {recipe.name!r} differs from the file's name {path.stem!r}",
                           hint=f"set name = {path.stem!r} or rename the file")
     return recipe
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value``'s tables and arrays nest, found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_RECIPE_DEPTH:  # deeper than that is refused anyway
+                stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _file_kind(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
 
 
 def default_recipes_dir() -> Path:
@@ -260,9 +350,20 @@ def resolve_recipe_path(name_or_path: str | Path, recipes_dir: Path | None = Non
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text:
         path = Path(text)
+    elif not _RECIPE_NAME.match(text):
+        # Checked before the file system is asked: a 300-character name would be "File name too long".
+        shown = text if len(text) <= 70 else text[:70] + "..."
+        raise RecipeError(f"{shown!r} is not a recipe name",
+                          hint="recipe names are 1-64 lowercase letters, digits, '.', '_' and '-'; or give a .toml path")
     else:
         path = (recipes_dir or default_recipes_dir()) / f"{text}.toml"
-    if not path.is_file():
+    try:
+        kind = _file_kind(path)
+    except OSError as exc:
+        raise RecipeError(f"{text}: cannot read: {exc.strerror or exc}") from None
+    if kind not in ("file", "missing"):
+        raise RecipeError(f"{path} is {kind}, not a recipe file", hint="give a recipe's .toml file")
+    if kind == "missing":
         known = sorted(p.stem for p in path.parent.glob("*.toml")) if path.parent.is_dir() else []
         close = difflib.get_close_matches(path.stem, known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else (f"known recipes: {', '.join(known)}" if known else None)

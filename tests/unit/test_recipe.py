@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from builder.errors import RecipeError
@@ -29,6 +31,23 @@ BAD_RECIPES = [
     ("not TOML", VALID_RECIPE + "this is = = not toml\n", ["not valid TOML"]),
     ("name differs from file", VALID_RECIPE.replace('name = "{name}"', 'name = "other"'), ["name", "other"]),
     ("bad layer name", 'layer_name = "has spaces"\n' + VALID_RECIPE, ["layer_name"]),
+    # Refused at load, not minutes later after resolving (each was accepted before).
+    ("array nested 500 deep", VALID_RECIPE + "x = " + "[" * 500 + "]" * 500 + "\n", ["nested"]),
+    ("table nested 600 deep", "[" + ".".join(["a"] * 600) + "]\n" + VALID_RECIPE, ["nested"]),
+    ("a size of 401 digits", 'reserve = "1' + "0" * 400 + 'MB"\n' + VALID_RECIPE, ["reserve"]),
+    ("full-width digits", 'reserve = "\uff15MB"\n' + VALID_RECIPE, ["reserve"]),
+    ("compression as a boolean", "compression = true\n" + VALID_RECIPE, ["compression", "integer"]),
+    ("compression as a string", 'compression = "6"\n' + VALID_RECIPE, ["compression", "integer"]),
+    ("model_loader as a string", VALID_RECIPE + '[include]\nmodel_loader = "yes"\n', ["include.model_loader"]),
+    ("duplicate architectures", VALID_RECIPE.replace('runtime = "python3.11"',
+                                                     'runtime = "python3.11"\narchitectures = ["x86_64", "x86_64"]'),
+     ["architectures", "twice"]),
+    ("empty strip.drop name", VALID_RECIPE + '[strip]\ndrop = [""]\n', ["strip.drop", "distribution name"]),
+    ("a statement as a smoke import", VALID_RECIPE.replace('imports = ["six"]', 'imports = ["six; import os"]'),
+     ["smoke.imports", "module name"]),
+    ("smoke code that is not Python", VALID_RECIPE.replace('code = "assert six.PY3 if False else True"',
+                                                           'code = "def ("'), ["smoke.code", "not valid Python"]),
+    ("a 100,000-character description", 'description = "' + "x" * 100_000 + '"\n' + VALID_RECIPE, ["description"]),
 ]
 
 
@@ -106,3 +125,20 @@ def test_pins_with_hashes():
                                        ("250MB", UNZIPPED_LIMIT), ("512MB", 512 * 2**20), ("10GB", 10 * 2**30)])
 def test_parse_size(text, size):
     assert parse_size(text) == size
+
+
+def test_names_and_files_that_are_not_recipes_are_refused_before_the_file_system_is_asked(tmp_path):
+    for name in ("x" * 300, "UPPER", ""):
+        with pytest.raises(RecipeError, match="is not a recipe name"):
+            load_recipe(name, tmp_path)
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(RecipeError, match="is a directory, not a recipe file"):
+        load_recipe(tmp_path / "dir.toml")
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(RecipeError, match="is a FIFO"):  # refused, never opened (it would hang)
+        load_recipe(fifo)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(RecipeError, match="not UTF-8"):
+        load_recipe(binary)
