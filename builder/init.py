@@ -17,6 +17,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .errors import UsageError
+from .files import read_text
 from .recipe import parse_pin, parse_recipe
 
 # Distribution -> module to import, where they differ.
@@ -29,10 +30,7 @@ IMPORT_NAMES = {
 
 
 def read_requirements(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    text = read_text(path, "requirements file", limit=1 << 20, hint="save it as UTF-8 text (pip's own format)")
     lines, pending = [], ""
     for number, raw in enumerate(text.splitlines(), 1):
         line = pending + raw.split(" #", 1)[0].strip()
@@ -50,6 +48,10 @@ def read_requirements(path: Path) -> list[str]:
         except ValueError as exc:
             raise UsageError(f"{path}:{number}: {exc}") from None
         lines.append(line)
+    if pending.strip():
+        # A last line continued with "\\": what it starts must not be dropped silently.
+        raise UsageError(f"{path}: the last line ends with '\\' and nothing continues it",
+                         hint="remove the trailing backslash")
     if not lines:
         raise UsageError(f"{path} has no requirements")
     return lines

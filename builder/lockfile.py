@@ -25,6 +25,7 @@ from pathlib import Path
 from . import __version__
 from .backends.base import Lock
 from .errors import UsageError
+from .files import read_json
 from .recipe import Recipe
 
 FORMAT_VERSION = 1
@@ -80,11 +81,11 @@ def load_lockfile(recipe: Recipe) -> LockFile | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path, "lock", hint=f"delete it and run: layers lock {recipe.name}")
         return LockFile(recipe=data["recipe"], runtime=data["runtime"],
                         requirements_digest=data["requirements_digest"],
                         targets={arch: Lock.from_json(lock) for arch, lock in data["targets"].items()})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{path} is not a lock written by layers lock ({type(exc).__name__}: {exc})",
                          hint=f"delete it and run: layers lock {recipe.name}") from None
 

@@ -9,13 +9,13 @@ not the build's output.
 from __future__ import annotations
 
 import dataclasses
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..archive import sha256_of
 from ..errors import UsageError
+from ..files import read_json
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,36 @@ def report_path_for(zip_path: Path) -> Path:
     return zip_path.with_name(zip_path.name.removesuffix(".zip") + ".report.json")
 
 
+# What publishing and `layers report` read from a report, with its type: the report is checked against this
+# before any of it is used (it may come from a pull request).
+_NUMBER = (int, float)
+_REPORT_SHAPE = {
+    "recipe": str, "layer_name": str, "runtime": str, "architecture": str, "lock_digest": str,
+    "builder_version": str, "versions": dict,
+    "zip": {"sha256": str, "code_sha256": str, "zipped_bytes": int, "unzipped_bytes": int},
+    "budget": {"unzipped_bytes": int, "unzipped_budget": int, "zipped_bytes": int, "direct_upload_limit": int,
+               "fits": bool},
+    "sizes": {"installed_bytes": int},
+    "verification": {"verified": bool, "how": str},
+    "bytecode": {"mode": str},
+}
+
+
+def _check_shape(data, shape: dict, name: str, where: str = "") -> None:
+    if not isinstance(data, dict):
+        raise UsageError(f"{name}: {where or 'the report'} is not a JSON object", hint="rebuild with 'layers build'")
+    for key, kind in shape.items():
+        path = f"{where}.{key}" if where else key
+        if key not in data:
+            raise UsageError(f"{name}: {path} is missing: not a report written by layers build",
+                             hint="rebuild with 'layers build'")
+        if isinstance(kind, dict):
+            _check_shape(data[key], kind, name, path)
+        elif not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool)):
+            raise UsageError(f"{name}: {path} should be {getattr(kind, '__name__', 'a number')}, "
+                             f"not {type(data[key]).__name__}", hint="rebuild with 'layers build'")
+
+
 def load_artifact(zip_path: Path) -> Artifact:
     """The build at ``zip_path``, checked against its report."""
     report_path = report_path_for(zip_path)
@@ -62,7 +92,8 @@ def load_artifact(zip_path: Path) -> Artifact:
         raise UsageError(f"no report beside {zip_path} (expected {report_path.name})",
                          hint="reports are written by 'layers build'")
     try:
-        report = json.loads(report_path.read_text())
+        report = read_json(report_path, "report", hint="rebuild with 'layers build'")
+        _check_shape(report, _REPORT_SHAPE, report_path.name)
         zipped = report["zip"]
         artifact = Artifact(
             zip_path=zip_path, report=report, recipe=report["recipe"], layer_name=report["layer_name"],
@@ -74,7 +105,7 @@ def load_artifact(zip_path: Path) -> Artifact:
             license=report.get("license", ""), elf_files=int(report["verification"].get("elf_files", 0)),
             identity=report.get("identity", ""),
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{report_path} is not a build report ({type(exc).__name__}: {exc})",
                          hint="rebuild with 'layers build'") from None
     sha_hex, _ = sha256_of(zip_path)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..files import read_json
 
 FORMAT_VERSION = 1
 
@@ -53,7 +54,7 @@ class Manifest:
         if not path.is_file():
             return cls(path, recipe)
         try:
-            data = json.loads(path.read_text())
+            data = read_json(path, "manifest", hint="move it aside; the next publish writes a new one")
             entries = {}
             for layer_name, layer in data["layers"].items():
                 for region, item in layer["regions"].items():
@@ -63,7 +64,7 @@ class Manifest:
                                   published_at=item["published_at"], runtimes=tuple(item.get("runtimes", ())),
                                   identity=item.get("identity", ""))
                     entries[(layer_name, region)] = entry
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{path} is not a manifest written by layers publish ({type(exc).__name__}: {exc})",
                              hint="move it aside; the next publish writes a new one") from None
         return cls(path, data.get("recipe", recipe), entries)

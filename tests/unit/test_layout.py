@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "builder"
 FLOORS = (
-    ("errors", "events", "runner"),
+    ("errors", "events", "runner", "files"),
     ("recipe", "runtimes", "measure", "archive", "compare", "plan", "init"),
     ("verify",),
     ("backends",),

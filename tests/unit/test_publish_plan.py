@@ -156,5 +156,5 @@ def test_manifest_merges_runs_and_renders(tmp_path):
 def test_a_damaged_manifest_is_a_usage_error(tmp_path):
     path = tmp_path / "np311.json"
     path.write_text("{not json")
-    with pytest.raises(UsageError, match="not a manifest"):
+    with pytest.raises(UsageError, match="manifest .* is not valid JSON"):
         Manifest.load(path, "np311")

@@ -1,0 +1,83 @@
+"""Reading the files users and pull requests hand us: recipes' neighbours, locks, reports, manifests.
+
+They are untrusted input. Each is read only when it is a regular file (a
+FIFO or /dev/zero would hang the read), up to a size that no real one
+reaches, as UTF-8, and parsed as JSON without letting deep nesting reach
+Python's recursion limit. Every failure is the caller's own error class
+(a ``LayerError``), naming the file, with a hint; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+from .errors import LayerError, UsageError
+
+MAX_JSON_BYTES = 64 << 20  # a tf18 report is ~200 KB, a lock ~20 KB
+MAX_JSON_DEPTH = 32
+
+
+def read_text(path: Path, what: str, *, limit: int, error: type[LayerError] = UsageError,
+              hint: str | None = None) -> str:
+    """The UTF-8 text of ``path``, a regular file of at most ``limit`` bytes."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"no {what} at {path}", hint=hint) from None
+    except OSError as exc:
+        raise error(f"cannot read the {what} {path}: {exc.strerror or exc}", hint=hint) from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a special file"
+        raise error(f"the {what} {path} is {kind}, not a file", hint=hint)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read the {what} {path}: {exc.strerror or exc}", hint=hint) from None
+    if len(raw) > limit:
+        raise error(f"the {what} {path} is over {limit:,} bytes", hint=hint)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"the {what} {path} is not UTF-8 text (byte {exc.start})", hint=hint) from None
+
+
+def read_json(path: Path, what: str, *, error: type[LayerError] = UsageError, hint: str | None = None,
+              limit: int = MAX_JSON_BYTES) -> Any:
+    """``path`` parsed as JSON, nested at most ``MAX_JSON_DEPTH`` deep."""
+    return parse_json(read_text(path, what, limit=limit, error=error, hint=hint), f"the {what} {path}",
+                      error=error, hint=hint)
+
+
+def parse_json(text: str, where: str, *, error: type[LayerError] = UsageError, hint: str | None = None) -> Any:
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise error(f"{where} nests more than {MAX_JSON_DEPTH} levels deep", hint=hint)
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and numbers too long to convert
+        raise error(f"{where} is not valid JSON ({exc})", hint=hint) from None
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting outside strings, counted before the parser could recurse."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
