@@ -37,6 +37,7 @@ import os
 import stat
 import struct
 import tempfile
+import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -182,6 +183,70 @@ def sha256_of(path: Path) -> tuple[str, str]:
         while block := stream.read(CHUNK_SIZE):
             digest.update(block)
     return digest.hexdigest(), base64.b64encode(digest.digest()).decode("ascii")
+
+
+# --- reading a layer zip that someone else may have made -------------------------
+
+# Lambda unpacks stored and deflated members; anything else (deflate64, bzip2, lzma, AES) is refused here
+# rather than crashing a reader later. 10 GiB unpacked is past every Lambda limit, counted from the
+# central directory before a byte is inflated.
+_READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+MAX_LAYER_MEMBERS = 500_000
+MAX_DECLARED_BYTES = 10 << 30
+
+
+def open_layer_zip(path: Path) -> zipfile.ZipFile:
+    """``path`` opened as a zip whose every member a layer may hold; UsageError naming the first that is not.
+
+    A layer holds regular files, directories and symlinks with relative
+    names; no device, FIFO or socket entries, no encrypted members, no
+    names that are not valid UTF-8 although the zip says they are.
+    """
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise UsageError(f"{path} is not a regular file", hint="give a layer zip")
+        archive = zipfile.ZipFile(path)
+    except UsageError:
+        raise
+    except FileNotFoundError:
+        raise UsageError(f"no such zip: {path}") from None
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"cannot read {path} as a zip: {exc}", hint="give a layer zip") from None
+    try:
+        members = archive.infolist()
+        if len(members) > MAX_LAYER_MEMBERS:
+            raise UsageError(f"{path} has {len(members):,} members, more than any layer ({MAX_LAYER_MEMBERS:,})")
+        declared = 0
+        for info in members:
+            name = info.filename
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if info.flag_bits & 0x1:
+                raise UsageError(f"{path}: member {name!r} is encrypted", hint="Lambda cannot unpack it")
+            if info.compress_type not in _READABLE_METHODS:
+                raise UsageError(f"{path}: member {name!r} uses compression method {info.compress_type}",
+                                 hint="Lambda unpacks stored and deflated members only; zip it again")
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+                raise UsageError(f"{path}: member {name!r} is a device, FIFO or socket, not a file",
+                                 hint="a layer holds files, directories and symlinks only")
+            if "\0" in name or "\\" in name or name.startswith("/") or ".." in name.split("/"):
+                raise UsageError(f"{path}: member {name!r} is not a relative path inside the layer",
+                                 hint="a layer zip holds relative paths (python/..., lib/...) only")
+            declared += info.file_size
+        if declared > MAX_DECLARED_BYTES:
+            raise UsageError(f"{path} declares {declared:,} bytes unpacked, more than any Lambda limit")
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+def read_member_head(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> bytes:
+    """The first ``size`` bytes of a member (never the whole of it); UsageError if it cannot be read."""
+    try:
+        with archive.open(info) as member:
+            return member.read(size)
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error) as exc:
+        raise UsageError(f"{archive.filename}: member {info.filename!r} cannot be read: {exc}") from None
 
 
 # --- the files to zip ---------------------------------------------------------

@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from .archive import open_layer_zip, read_member_head
 
 _DIST_INFO = re.compile(r"^(?:python/)?([^/]+)-([^/-]+)\.dist-info/")
 _ELF_MAGIC = b"\x7fELF"
@@ -93,11 +93,8 @@ def _why_content(path: str, first: bytes, second: bytes) -> str:
 
 
 def _read(path: Path) -> dict[str, zipfile.ZipInfo]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return {info.filename: info for info in archive.infolist() if not info.is_dir()}
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"cannot read {path} as a zip: {exc}") from None
+    with open_layer_zip(path) as archive:
+        return {info.filename: info for info in archive.infolist() if not info.is_dir()}
 
 
 def compare_zips(first: Path, second: Path) -> Comparison:
@@ -108,11 +105,13 @@ def compare_zips(first: Path, second: Path) -> Comparison:
         differences.append(Difference(name, "only in first", _why_only(name, versions_a, versions_b)))
     for name in sorted(set(b) - set(a)):
         differences.append(Difference(name, "only in second", _why_only(name, versions_b, versions_a)))
-    with zipfile.ZipFile(first) as za, zipfile.ZipFile(second) as zb:
+    with open_layer_zip(first) as za, open_layer_zip(second) as zb:
         for name in sorted(set(a) & set(b)):
             ia, ib = a[name], b[name]
             if ia.CRC != ib.CRC or ia.file_size != ib.file_size:
-                differences.append(Difference(name, "content", _why_content(name, za.read(name), zb.read(name))))
+                # The reason needs only the first bytes: a member declaring 1 GiB is never read whole.
+                first_head, second_head = read_member_head(za, ia, 4), read_member_head(zb, ib, 4)
+                differences.append(Difference(name, "content", _why_content(name, first_head, second_head)))
             elif (ia.external_attr >> 16) != (ib.external_attr >> 16):
                 differences.append(Difference(name, "mode", "file mode (executable bit) differs"))
     return Comparison(str(first), str(second), (len(a), len(b)), tuple(differences))

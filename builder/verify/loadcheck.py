@@ -52,12 +52,14 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..archive import open_layer_zip
 from ..errors import UsageError, VerifyError
 from ..runtimes import MACHINE, VERSION_FAMILIES, SystemLibraries, all_runtimes
 from .elf import ELF_MAGIC, ElfInfo, elf_files, read_elf
@@ -405,9 +407,13 @@ def check_zips(zips: list[Path], libs: SystemLibraries) -> LoadCheck:
         links = []
         for name, (zip_path, info, link) in _final_members(zips).items():
             if zip_path not in opened:
-                opened[zip_path] = stack.enter_context(zipfile.ZipFile(zip_path))
-            if _extract(root, name, opened[zip_path], info, link):
-                links.append((zip_path, name, link))
+                opened[zip_path] = stack.enter_context(open_layer_zip(zip_path))
+            try:
+                if _extract(root, name, opened[zip_path], info, link):
+                    links.append((zip_path, name, link))
+            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as exc:
+                # A bad CRC shows only once the member is read through.
+                raise UsageError(f"{zip_path}: member {name!r} cannot be read: {exc}") from None
         for zip_path, name, link in links:
             # A chain of links can leave the tree although each one, read alone, stays inside.
             if not Path(os.path.realpath(root / name)).is_relative_to(root):
@@ -420,7 +426,7 @@ def _final_members(zips: list[Path]) -> dict[str, tuple[Path, zipfile.ZipInfo, s
     final: dict[str, tuple[Path, zipfile.ZipInfo, str | None]] = {}
     for path in zips:
         try:
-            with zipfile.ZipFile(path) as archive:
+            with open_layer_zip(path) as archive:
                 for info in archive.infolist():
                     name = _safe_name(path, info.filename)
                     if info.is_dir() or name is None:
