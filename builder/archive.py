@@ -229,7 +229,7 @@ def open_layer_zip(path: Path) -> zipfile.ZipFile:
                 raise UsageError(f"{path}: member {name!r} is a device, FIFO or socket, not a file",
                                  hint="a layer holds files, directories and symlinks only")
             if "\0" in name or "\\" in name or name.startswith("/") or ".." in name.split("/"):
-                raise UsageError(f"{path}: member {name!r} is not a relative path inside the layer",
+                raise UsageError(f"{path}: member {name!r} would be extracted outside /opt",
                                  hint="a layer zip holds relative paths (python/..., lib/...) only")
             declared += info.file_size
         if declared > MAX_DECLARED_BYTES:
