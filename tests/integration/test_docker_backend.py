@@ -185,9 +185,12 @@ def test_interrupted_build_leaves_no_container(docker_engine, tmp_path, cache):
     (tmp_path / "slow.toml").write_text('name = "slow"\nruntime = "python3.11"\nrequirements = ["six==1.17.0"]\n'
                                         '[smoke]\nimports = ["six"]\ncode = "import time; time.sleep(600)"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LAYERS_CACHE_DIR": str(cache)}
+    # A suite started in the background (as `.ci/run &` is) inherits SIGINT ignored, and Python then never
+    # turns it into KeyboardInterrupt: the build gets SIGINT's default back, as in a terminal.
     build = subprocess.Popen([*LAYERS, "build", str(tmp_path / "slow.toml"), "--backend", "docker",
                               "--base-image", BASE_IMAGE, "--out", str(tmp_path / "dist")],
-                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not our_containers(docker_engine):
