@@ -5,6 +5,7 @@ No skips: a missing engine or image fails these tests, since CI must run them.
 """
 
 import os
+import time
 
 import pytest
 
@@ -32,6 +33,15 @@ def stand_in_runtime(docker_engine):
 
 
 def our_containers(client):
+    """Every container carrying our label. The SDK lists, then inspects each one: a container being made or
+    removed at that moment answers 404 (seen on Docker 20.10), so the listing is tried again."""
+    import docker.errors
+
+    for _ in range(20):
+        try:
+            return client.containers.list(all=True, filters={"label": LABEL})
+        except docker.errors.NotFound:
+            time.sleep(0.1)
     return client.containers.list(all=True, filters={"label": LABEL})
 
 
