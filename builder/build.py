@@ -174,7 +174,7 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
             bytecode = timer.run("bytecode", compile_tree, tree, recipe.bytecode, interpreter, session.runner,
                                  session.tmp, recipe.strip.docstrings)
 
-    load_check, repaired = _check_loads(session, tree.parent, options, reporter, timer)
+    load_check, repaired = _check_loads(session, tree.parent, reporter, timer)
     verification: Verification = _smoke(session, tree, recipe, interpreter, reporter, timer)
     if not verification.verified:
         reporter.notice(f"NOT smoke-tested: {verification.how}")
@@ -219,7 +219,7 @@ def _smoke(session: Session, tree: Path, recipe: Recipe, interpreter: Interprete
                      runtime=target.runtime, arch=target.arch, lambda_sandbox=session.backend == "pip")
 
 
-def _check_loads(session: Session, layer_root: Path, options: BuildOptions, reporter: Reporter,
+def _check_loads(session: Session, layer_root: Path, reporter: Reporter,
                  timer: _Timer) -> tuple[LoadCheck, RepairReport | None]:
     """The static load check against Lambda's runtime image; graft what it lacks where safe, then check again.
 

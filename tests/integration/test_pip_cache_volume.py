@@ -12,11 +12,8 @@ reports its bridge (a freshly started engine reports no gateway at all).
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -25,6 +22,7 @@ from builder.build import BuildOptions, build
 from builder.recipe import parse_recipe
 from builder.runner import Runner
 from tests.integration.conftest import BASE_IMAGE
+from tests.support.package_index import serve_index
 
 pytestmark = pytest.mark.integration
 VOLUME = "lambda-layer-builder-test-pip-cache"
@@ -37,36 +35,8 @@ def caching_index(tmp_path_factory):
                               "--dest", str(files), "six==1.17.0"], capture_output=True, text=True)
     assert fetched.returncode == 0, fetched.stderr
     (wheel,) = files.glob("six-*.whl")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    requests: list[str] = []
-
-    class Index(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            requests.append(self.path)
-            if self.path.rstrip("/") == "/simple/six":
-                body = f'<a href="/files/{wheel.name}#sha256={digest}">{wheel.name}</a>'.encode()
-                self._send(body, "text/html", "max-age=600, public")
-            elif self.path == f"/files/{wheel.name}":
-                self._send(wheel.read_bytes(), "application/octet-stream", "max-age=365000000, immutable, public")
-            else:
-                self.send_error(404)
-
-        def _send(self, body: bytes, kind: str, cache: str):
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", cache)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple", requests
-    server.shutdown()
-    server.server_close()
+    with serve_index({"six": [(wheel.name, wheel.read_bytes())]}, cache_headers=True) as served:
+        yield served
 
 
 @pytest.fixture

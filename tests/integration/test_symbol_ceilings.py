@@ -15,12 +15,9 @@ usual index.
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import io
 import os
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -31,6 +28,7 @@ from builder.errors import VerifyError
 from builder.recipe import parse_recipe
 from builder.runner import Runner
 from tests.integration.conftest import BASE_IMAGE
+from tests.support.package_index import serve_index
 
 pytestmark = pytest.mark.integration
 
@@ -94,33 +92,8 @@ def sdist_index():
         "bzext": _sdist("bzext", "bzext.c", _BZ, 'extra_link_args=["-l:libbz2.so.1.0"]'),
     }
 
-    class Index(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            name = self.path.strip("/").split("/")[-1]
-            if self.path.startswith("/simple/") and name in sdists:
-                digest = hashlib.sha256(sdists[name]).hexdigest()
-                body = f'<a href="/files/{name}-1.0.tar.gz#sha256={digest}">{name}-1.0.tar.gz</a>'.encode()
-                self._send(body, "text/html")
-            elif self.path.startswith("/files/") and name.removesuffix("-1.0.tar.gz") in sdists:
-                self._send(sdists[name.removesuffix("-1.0.tar.gz")], "application/gzip")
-            else:
-                self.send_error(404)
-
-        def _send(self, body: bytes, kind: str):
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Index)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple"
-    server.shutdown()
-    server.server_close()
+    with serve_index({name: [(f"{name}-1.0.tar.gz", data)] for name, data in sdists.items()}) as (url, _):
+        yield url
 
 
 def _build(name: str, code: str, index: str, docker_engine, tmp_path: Path, runtime_image: str | None = None):
