@@ -18,12 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
 from . import __version__
-from .backends.base import Lock
+from .backends.base import Lock, LockedWheel
 from .errors import UsageError
 from .files import read_json
 from .recipe import Recipe
@@ -70,6 +73,63 @@ class LockFile:
                 "targets": {arch: lock.to_json() for arch, lock in sorted(self.targets.items())}}
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_LOCK_KEYS = {"recipe", "runtime", "architecture", "digest", "wheels"}
+_WHEEL_KEYS = {"name", "version", "filename", "sha256", "origin", "source_sha256"}
+_MAX_WHEELS = 2000
+
+
+def parse_lock(data: object) -> Lock:
+    """One architecture's lock from untrusted JSON (a lock arrives in pull requests).
+
+    Every file name must be a plain wheel file name of the distribution it is
+    recorded for: it is joined to the wheel store's path, so ``../../x`` or
+    ``/etc/passwd`` would otherwise read a file from outside the store into the layer.
+    Raises ValueError, saying which entry and key is wrong.
+    """
+    if not isinstance(data, dict) or set(data) - _LOCK_KEYS or not {"recipe", "runtime", "architecture",
+                                                                     "wheels"} <= set(data):
+        raise ValueError(f"a lock is an object with the keys {', '.join(sorted(_LOCK_KEYS))}")
+    for key in ("recipe", "runtime", "architecture"):
+        if not isinstance(data[key], str) or not 0 < len(data[key]) <= 64:
+            raise ValueError(f"{key!r} must be a short string")
+    if data["architecture"] not in ("x86_64", "arm64"):
+        raise ValueError(f"'architecture' must be x86_64 or arm64, not {data['architecture']!r}")
+    wheels = data["wheels"]
+    if not isinstance(wheels, list) or len(wheels) > _MAX_WHEELS:
+        raise ValueError(f"'wheels' must be a list of at most {_MAX_WHEELS} entries")
+    parsed = []
+    for index, entry in enumerate(wheels):
+        where = f"wheels[{index}]"
+        if not isinstance(entry, dict) or set(entry) - _WHEEL_KEYS or not {"name", "version", "filename",
+                                                                           "sha256"} <= set(entry):
+            raise ValueError(f"{where} must be an object with the keys {', '.join(sorted(_WHEEL_KEYS))}")
+        if not all(isinstance(value, str) and len(value) <= 256 for value in entry.values()):
+            raise ValueError(f"{where}: every value must be a string of at most 256 characters")
+        wheel = LockedWheel(**entry)
+        _check_locked_file(wheel, where)
+        parsed.append(wheel)
+    return Lock(recipe=data["recipe"], runtime=data["runtime"], arch=data["architecture"], wheels=tuple(parsed))
+
+
+def _check_locked_file(wheel: LockedWheel, where: str) -> None:
+    name = wheel.filename
+    if Path(name).name != name or name in ("", ".", "..") or "\\" in name or "\x00" in name:
+        raise ValueError(f"{where}: filename {name!r} is not a plain file name (it must stay in the wheel store)")
+    try:
+        dist, version, _, _ = parse_wheel_filename(name)
+    except (InvalidWheelFilename, InvalidSdistFilename) as exc:
+        raise ValueError(f"{where}: filename {name!r} is not a wheel file name ({exc})") from None
+    if dist != canonicalize_name(wheel.name) or str(version) != wheel.version:
+        raise ValueError(f"{where}: filename {name!r} is not {wheel.name} {wheel.version}")
+    if not _SHA256.fullmatch(wheel.sha256):
+        raise ValueError(f"{where}: sha256 must be 64 lowercase hex digits")
+    if wheel.origin not in ("index", "sdist"):
+        raise ValueError(f"{where}: origin must be 'index' or 'sdist', not {wheel.origin!r}")
+    if wheel.origin == "sdist" and not _SHA256.fullmatch(wheel.source_sha256):
+        raise ValueError(f"{where}: a wheel built from an sdist needs the sdist's sha256 (source_sha256)")
+
+
 def lock_path(recipe: Recipe) -> Path:
     if recipe.source is None:
         raise UsageError(f"recipe {recipe.name} has no file, so it has no lock file")
@@ -82,9 +142,18 @@ def load_lockfile(recipe: Recipe) -> LockFile | None:
         return None
     try:
         data = read_json(path, "lock", hint=f"delete it and run: layers lock {recipe.name}")
+        if not isinstance(data, dict) or not isinstance(data.get("targets"), dict):
+            raise ValueError("a lock file is an object whose 'targets' maps architectures to locks")
+        for key in ("recipe", "runtime", "requirements_digest"):
+            if not isinstance(data.get(key), str):
+                raise ValueError(f"{key!r} must be a string")
+        targets = {}
+        for arch, lock in data["targets"].items():
+            targets[arch] = parse_lock(lock)
+            if targets[arch].arch != arch:
+                raise ValueError(f"targets[{arch!r}] is a lock for {targets[arch].arch}")
         return LockFile(recipe=data["recipe"], runtime=data["runtime"],
-                        requirements_digest=data["requirements_digest"],
-                        targets={arch: Lock.from_json(lock) for arch, lock in data["targets"].items()})
+                        requirements_digest=data["requirements_digest"], targets=targets)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{path} is not a lock written by layers lock ({type(exc).__name__}: {exc})",
                          hint=f"delete it and run: layers lock {recipe.name}") from None

@@ -85,15 +85,14 @@ def build(
 
 
 def _read_lock(path: Path):
-    from ..backends.base import Lock
-
     from ..files import read_json
+    from ..lockfile import parse_lock
 
     data = read_json(path, "lock", hint="give a .lock.json written by layers build")
     try:
-        return Lock.from_json(data)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not a lock written by layers build ({type(exc).__name__}: {exc})",
+        return parse_lock(data)
+    except ValueError as exc:
+        raise UsageError(f"{path} is not a lock written by layers build: {exc}",
                          hint="give a .lock.json written by layers build") from None
 
 

@@ -100,6 +100,26 @@ def test_damaged_locks_are_refused(tmp_path):
     _refused(layers("build", "demo.toml", "--lock", "fifo.lock.json", cwd=tmp_path), "is a FIFO")
 
 
+def test_lock_filenames_must_stay_in_the_wheel_store(tmp_path):
+    """A lock from a pull request naming ``../../..`` would read a file from outside the store into the layer."""
+    (tmp_path / "demo.toml").write_text(VALID_RECIPE.format(name="demo"))
+    (tmp_path / "secret-1.0-py3-none-any.whl").write_bytes(b"not for the layer")
+    good = {"name": "six", "version": "1.17.0", "filename": "six-1.17.0-py2.py3-none-any.whl", "sha256": "0" * 64}
+    for bad in ({"filename": "../../../secret-1.0-py3-none-any.whl"}, {"filename": "/etc/passwd"},
+                {"filename": "six-1.17.0-py2.py3-none-any.whl/../../x.whl"}, {"filename": "numpy-2.2.6-py3-none-any.whl"},
+                {"filename": "six-9.9-py3-none-any.whl"}, {"sha256": "../" * 20}, {"origin": "elsewhere"},
+                {"filename": 7}):
+        lock = {"recipe": "demo", "runtime": "python3.11", "architecture": "x86_64", "wheels": [{**good, **bad}]}
+        (tmp_path / "bad.lock.json").write_text(json.dumps(lock))
+        _refused(layers("build", "demo.toml", "--backend", "pip", "--lock", "bad.lock.json", cwd=tmp_path), "lock")
+        assert not (tmp_path / "dist").exists()
+    # The committed lock beside a recipe is read by the same parser.
+    (tmp_path / "demo.lock").write_text(json.dumps({"recipe": "demo", "runtime": "python3.11", "requirements_digest": "0",
+                                                    "targets": {"x86_64": lock | {"wheels": [good | {
+                                                        "filename": "../secret-1.0-py3-none-any.whl"}]}}}))
+    _refused(layers("build", "demo.toml", "--backend", "pip", cwd=tmp_path), "demo.lock")
+
+
 def test_a_manifest_whose_layers_is_a_list_is_refused(tmp_path):
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "demo.toml").write_text(VALID_RECIPE.format(name="demo"))
