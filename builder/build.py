@@ -33,7 +33,7 @@ from . import __version__
 from .archive import ZipResult, write_layer_zip
 from .backends.base import Backend, Lock, Resolution, Session, Target
 from .compare import compare_zips
-from .errors import BudgetError, UsageError, VerifyError
+from .errors import BudgetError, BuildError, UsageError, VerifyError
 from .events import Reporter, Silent
 from .lockfile import layer_identity
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
@@ -88,12 +88,49 @@ def output_stem(recipe: Recipe, target: Target) -> str:
     return f"{recipe.name}-{target.runtime.name}-{target.arch}"
 
 
+def output_names(recipe: Recipe, arch: str, image: bool = False) -> tuple[str, ...]:
+    """The files a build delivers into OUT/RECIPE/, in the order they are put in place (the lock last)."""
+    stem = output_stem(recipe, Target(recipe.runtime_info, arch))
+    if image:
+        return (f"{stem}.image.json", f"{stem}.lock.json")
+    return (f"{stem}.zip", f"{stem}.report.json", f"{stem}.lock.json")
+
+
+def check_outputs(recipe: Recipe, archs: tuple[str, ...] | list[str], options: BuildOptions) -> None:
+    """Refuse, before any work, a build whose outputs could not all be delivered, or whose --compare-to is no zip.
+
+    A build takes minutes; finding then that ``--out`` is a file or
+    ``/dev/null``, or that a report's place is a directory, would waste them
+    and could leave some outputs delivered and others not.
+    """
+    destination = options.out_dir / recipe.name
+    for directory in (options.out_dir, destination):
+        if directory.exists() and not directory.is_dir():
+            raise UsageError(f"--out: {directory} exists and is not a directory",
+                             hint="give --out a directory (it is created when missing)")
+    existing = next((p for p in (destination, *destination.parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: {existing} is not writable, so {destination} cannot be made or written",
+                         hint="give --out a directory you can write")
+    for arch in archs:
+        for name in output_names(recipe, arch, options.image):
+            path = destination / name
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                raise UsageError(f"--out: {path} exists and is not a regular file, so the build could not replace it",
+                                 hint="remove it, or give another --out")
+    if options.compare_to is not None:
+        from .archive import open_layer_zip
+
+        open_layer_zip(options.compare_to).close()  # refuses a missing, damaged or hostile zip now, not after the build
+
+
 def build(recipe: Recipe, arch: str, backend: Backend,
           options: BuildOptions = BuildOptions(), reporter: Reporter | None = None) -> BuildResult:
     reporter = reporter or Silent()
     if arch not in recipe.architectures:
         raise UsageError(f"{recipe.name} is built for {', '.join(recipe.architectures)}, not {arch}",
                          hint=f"add {arch!r} to the recipe's architectures")
+    check_outputs(recipe, (arch,), options)
     target = Target(recipe.runtime_info, arch)
     if options.image and backend.name != "docker":
         raise UsageError("--image builds need the Docker backend",
@@ -296,8 +333,7 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
         report["comparison"] = compare_zips(zipped.path, options.compare_to).to_json()
     _write_json(staging / f"{stem}.report.json", report)
     _write_json(staging / f"{stem}.lock.json", lock.to_json())
-    destination = _deliver(staging, options.out_dir / recipe.name,
-                           (f"{stem}.lock.json", f"{stem}.report.json", f"{stem}.zip"))
+    destination = _deliver(staging, options.out_dir / recipe.name, output_names(recipe, target.arch))
     final_zip = dataclasses.replace(zipped, path=destination / f"{stem}.zip")
     return BuildResult(recipe.name, target, final_zip, destination / f"{stem}.report.json",
                        destination / f"{stem}.lock.json", report)
@@ -350,7 +386,7 @@ def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, bac
     staging.mkdir()
     _write_json(staging / f"{stem}.image.json", report)
     _write_json(staging / f"{stem}.lock.json", stages.resolution.lock.to_json())
-    destination = _deliver(staging, options.out_dir / recipe.name, (f"{stem}.lock.json", f"{stem}.image.json"))
+    destination = _deliver(staging, options.out_dir / recipe.name, output_names(recipe, target.arch, image=True))
     return BuildResult(recipe.name, target, None, destination / f"{stem}.image.json",
                        destination / f"{stem}.lock.json", report)
 
@@ -367,21 +403,36 @@ def include_runtime_modules(tree: Path, modules: tuple[str, ...]) -> None:
 
 
 def _deliver(staging: Path, destination: Path, names: tuple[str, ...]) -> Path:
-    """Move finished files from scratch into ``destination`` (dist/RECIPE/), each by rename."""
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        _move_into(staging / name, destination / name)
-    return destination
+    """Put finished files into ``destination`` (dist/RECIPE/): all of them, or none.
 
-
-def _move_into(source: Path, destination: Path) -> None:
-    """Rename when on one filesystem; else copy beside the destination, then rename."""
+    First every file goes beside its place under a hidden ``.partial`` name
+    (the slow part: a copy when scratch is on another filesystem); any failure
+    there removes the partials and leaves the directory as it was. Then each
+    is renamed into place, in ``names``' order, which cannot fail short of
+    the disk going away: a lock or report never describes a zip that was not
+    delivered.
+    """
+    partials: list[tuple[Path, Path]] = []
+    delivered: list[str] = []
     try:
-        os.replace(source, destination)
-    except OSError:
-        partial = destination.with_name(f".{destination.name}.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, destination)
+        destination.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            partial = destination / f".{name}.partial"
+            partials.append((partial, destination / name))
+            try:
+                os.replace(staging / name, partial)
+            except OSError:
+                shutil.copyfile(staging / name, partial)
+        for partial, final in partials:
+            os.replace(partial, final)
+            delivered.append(final.name)
+    except OSError as exc:
+        for partial, _ in partials:
+            partial.unlink(missing_ok=True)
+        done = f"only {', '.join(delivered)} was replaced" if delivered else "nothing was delivered"
+        raise BuildError(f"could not write the build's outputs into {destination}: {exc.strerror or exc}",
+                         hint=f"check the --out directory's space and permissions ({done})") from None
+    return destination
 
 
 def _image_json(image) -> dict | None:

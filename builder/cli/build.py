@@ -47,7 +47,7 @@ def build(
     """Build a recipe into a stripped, verified, reproducible layer zip."""
     from ..backends.base import Target
     from ..backends.select import choose_backend
-    from ..build import BuildOptions
+    from ..build import BuildOptions, check_outputs
     from ..build import build as run_build
     from ..lockfile import committed_lock
     from ..recipe import load_recipe
@@ -61,6 +61,7 @@ def build(
         if lock is not None and len(arches) > 1:
             raise UsageError("a lock is for one architecture", hint="add --arch")
         locked = _read_lock(lock) if lock is not None else None
+        check_outputs(loaded, arches, BuildOptions(out_dir=out_dir, compare_to=compare_to, image=image))
         runner = _runner(verbose)
         reports = []
         for one in arches:
