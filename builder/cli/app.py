@@ -88,9 +88,37 @@ def _version(version: Annotated[bool, typer.Option("--version", help="Show the v
         raise typer.Exit(0)
 
 
+# A bug (an exception that is no LayerError) exits with EX_SOFTWARE, saying so in one line; the traceback only
+# when asked for, since it says nothing a user can act on.
+BUG_EXIT = 70
+
+
 def main() -> None:
+    import os
+
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
         err.print(styled("red", "interrupted"))
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away (layers arns ... | head): nothing left to say to it.
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as error:
+        if hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int):
+            # click's own parsing errors (unknown option, bad integer, missing argument; typer vendors click, so
+            # they are matched by shape) in the same one-line form as the library's, not a boxed panel.
+            context = getattr(error, "ctx", None)
+            command = context.command_path if context is not None else "layers"
+            err.print(styled("bold red", "error: ", " ".join(error.format_message().split())), soft_wrap=True)
+            err.print(styled("dim", "hint: ", f"see: {command} --help"), soft_wrap=True)
+            sys.exit(error.exit_code)
+        if os.environ.get("LAYERS_DEBUG"):
+            raise
+        err.print(styled("bold red", "error: ", f"internal error (a bug in layers): {type(error).__name__}: {error}"),
+                  soft_wrap=True)
+        err.print(styled("dim", "hint: ", "rerun with LAYERS_DEBUG=1 for the traceback, and report it"),
+                  soft_wrap=True)
+        sys.exit(BUG_EXIT)
+    sys.exit(code if isinstance(code, int) else 0)
