@@ -35,7 +35,7 @@ from .backends.base import Backend, Lock, Resolution, Session, Target
 from .compare import compare_zips
 from .errors import BudgetError, BuildError, UsageError, VerifyError
 from .events import Reporter, Silent
-from .lockfile import layer_identity
+from .lockfile import check_drop_names, layer_identity
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .recipe import IMAGE_LIMIT, Recipe
 from .runner import Runner
@@ -131,6 +131,8 @@ def build(recipe: Recipe, arch: str, backend: Backend,
         raise UsageError(f"{recipe.name} is built for {', '.join(recipe.architectures)}, not {arch}",
                          hint=f"add {arch!r} to the recipe's architectures")
     check_outputs(recipe, (arch,), options)
+    if options.lock is not None:
+        check_drop_names(recipe, options.lock)
     target = Target(recipe.runtime_info, arch)
     if options.image and backend.name != "docker":
         raise UsageError("--image builds need the Docker backend",
@@ -173,6 +175,7 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
     reporter.step(f"resolve {recipe.name} for {target.describe()} ({session.backend} backend, in {session.where})"
                   + (" from the lock" if options.lock else ""))
     resolution = timer.run("resolve", session.resolve, recipe, scratch, options.lock)
+    check_drop_names(recipe, resolution.lock)
     reporter.step(f"install {len(resolution.lock.wheels)} wheels"
                   + (f" ({len(resolution.downloaded)} downloaded)" if resolution.downloaded else " (all from cache)"))
     timer.run("install", session.install, resolution, tree)

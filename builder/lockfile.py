@@ -15,6 +15,7 @@ Builds record it in their report and in the published version's description.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonica
 
 from . import __version__
 from .backends.base import Lock, LockedWheel
-from .errors import UsageError
+from .errors import RecipeError, UsageError
 from .files import read_json
 from .recipe import Recipe
 
@@ -188,6 +189,24 @@ def committed_lock(recipe: Recipe, arch: str, notice=lambda text: None) -> Lock 
     if lock is None:
         notice(f"{lock_path(recipe).name} has no {arch} entry: resolving afresh")
     return lock
+
+
+def check_drop_names(recipe: Recipe, lock: Lock) -> None:
+    """Refuse strip.drop names the locked stack does not hold: a typo would otherwise drop nothing, silently.
+
+    Called at load with a committed lock, else right after resolving, before
+    anything is downloaded or installed.
+    """
+    held = {canonicalize_name(wheel.name) for wheel in lock.wheels}
+    missing = [name for name in recipe.strip.drop if name not in held]
+    if missing:
+        close = {name: difflib.get_close_matches(name, sorted(held), n=1) for name in missing}
+        guesses = [f"{name!r} → {close[name][0]!r}" for name in missing if close[name]]
+        raise RecipeError(f"{recipe.source or recipe.name}: strip.drop: {', '.join(missing)} "
+                          f"{'is' if len(missing) == 1 else 'are'} not in the {lock.arch} stack "
+                          f"({len(held)} distributions)",
+                          hint=f"did you mean {', '.join(guesses)}?" if guesses
+                          else "remove the name, or add the distribution to requirements")
 
 
 def version_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:

@@ -72,3 +72,16 @@ def test_workflow_has_cron_matrix_oidc_artifacts():
 def test_bad_cron_is_refused(cron):
     with pytest.raises(UsageError):
         check_cron(cron)
+
+
+def test_drop_names_must_name_a_distribution_of_the_locked_stack():
+    from builder.errors import RecipeError
+    from builder.lockfile import check_drop_names
+
+    lock = Lock("sixer", "python3.11", "x86_64", (LockedWheel("six", "1.16.0", "six-1.16.0-py2.py3-none-any.whl",
+                                                              "0" * 64),
+                                                  LockedWheel("tensorboard", "1.8.0", "t.whl", "1" * 64)))
+    check_drop_names(recipe(strip={"drop": ["tensorboard"]}), lock)
+    with pytest.raises(RecipeError, match="strip.drop: tensorbord is not in the x86_64 stack") as refused:
+        check_drop_names(recipe(strip={"drop": ["tensorbord"]}), lock)
+    assert "'tensorboard'" in refused.value.hint
