@@ -236,13 +236,22 @@ def init(
     arch: Annotated[list[str], typer.Option(help="Architecture(s).")] = ["x86_64"],
     recipes_dir: RecipesDir = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing recipe.")] = False,
+    guess: Annotated[bool, typer.Option(
+        "--guess", help="Offline: guess the smoke imports from the distribution names; pip is not run.")] = False,
+    verbose: Verbose = False,
 ) -> None:
-    """Make a recipe from a requirements file."""
+    """Make a recipe from a requirements file, its smoke test importing the modules the wheels hold.
+
+    By default pip fetches each listed wheel (no dependencies) for the runtime and architectures, from PIP_INDEX_URL.
+
+    --guess runs no pip (offline): the imports are guessed from the distribution names, which can be wrong.
+    """
     from ..init import write_recipe
     from ..recipe import default_recipes_dir
 
     try:
-        path = write_recipe(name, requirements, runtime, tuple(arch), recipes_dir or default_recipes_dir(), force)
+        path = write_recipe(name, requirements, runtime, tuple(arch), recipes_dir or default_recipes_dir(), force,
+                            runner=None if guess else _runner(verbose))
     except LayerError as error:
         _fail(error)
     out.print(styled("green", "wrote ", f"{path}; check its smoke test, then: layers build {name}"))

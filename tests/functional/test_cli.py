@@ -56,7 +56,7 @@ def test_recipes_lists_the_shipped_ones(tmp_path):
 def test_init_writes_a_recipe_that_builds_would_accept(tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# inference\nPillow==12.2.0\nscikit-learn>=1.5  # model\n")
-    result = layers("init", "infer", "-r", str(requirements), "--runtime", "python3.12",
+    result = layers("init", "infer", "-r", str(requirements), "--runtime", "python3.12", "--guess",
                     "--recipes", str(tmp_path / "recipes"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     from builder.recipe import load_recipe
