@@ -149,18 +149,15 @@ def schedule_github(
     recipes_dir: RecipesDir = None,
 ) -> None:
     """Write a GitHub Actions workflow: cron, recipe × arch matrix, OIDC role, rebuild then publish."""
-    from ..publish.plan import check_regions
-    from ..rebuild.schedule import WorkflowOptions, github_workflow
+    from ..rebuild.schedule import WorkflowOptions, check_options, check_output, github_workflow, write_workflow
 
     try:
+        # Every option is checked before the recipes are read or a folder is made: a refusal writes nothing.
+        options = WorkflowOptions(cron=cron, regions=_split(regions), role_secret=role_secret)
+        check_options(options)
+        check_output(output)
         loaded = _load_recipes([], True, recipes_dir)
-        asked = _split(regions)
-        check_regions(asked)
-        text = github_workflow(loaded, WorkflowOptions(cron=cron, regions=asked, role_secret=role_secret))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(f".{output.name}.partial")
-        partial.write_text(text)
-        partial.replace(output)
+        write_workflow(output, github_workflow(loaded, options))
     except LayerError as error:
         _fail(error)
     out.print(styled("green", "wrote ", f"{output} ({len(loaded)} recipes); "
