@@ -12,20 +12,28 @@ Every call goes through ``AwsClient.call``, which:
   line), keeping the AWS error code for callers that expect some.
 
 Credentials, profile and region come from the usual places (boto3's session),
-and ``AWS_ENDPOINT_URL`` is honoured by botocore itself.
+and ``AWS_ENDPOINT_URL`` is honoured by botocore itself. Before any of it,
+``read_aws_environment`` (pure) checks the variables this tool and botocore
+read, and ``open_session`` / ``AwsClient.open_clients`` turn what botocore
+itself refuses while making the session and clients (a missing profile, an
+unreadable config file, a bad retry mode) into a ``UsageError``: a bad
+environment is one line and exit 2 before any request, not a traceback.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import re
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LayerError
+from ..errors import LayerError, UsageError
 
 # Codes worth another try: throttling and the service's own failures.
 RETRYABLE_CODES = frozenset({
@@ -37,6 +45,17 @@ RETRYABLE_CODES = frozenset({
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404", "NotFound"})
 # The default region for account-level questions (STS, EC2 DescribeRegions).
 HOME_REGION = "us-east-1"
+# The services this tool calls, and the ones whose clients every AWS command needs (made up front).
+SERVICES = ("sts", "lambda", "s3", "ec2")
+FIRST_CLIENTS = ("sts", "lambda", "s3")
+# Where botocore takes an endpoint from: one for all services, or one per service (its service ID).
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", *(f"AWS_ENDPOINT_URL_{service.upper()}" for service in SERVICES))
+# botocore reads AWS_DEFAULT_REGION; AWS_REGION is what Lambda and the other SDKs set, checked for the same typo.
+REGION_VARIABLES = ("AWS_DEFAULT_REGION", "AWS_REGION")
+# The shape of a region name in any partition (us-east-1, us-gov-west-1, us-isob-east-1, cn-north-1); whether
+# Lambda runs there is plan.check_regions' question, for the regions asked to publish in.
+_REGION_SHAPE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_PLAIN_NUMBER = re.compile(r"^(\d+(\.\d*)?|\.\d+)$")
 
 
 class AwsError(LayerError):
@@ -48,6 +67,103 @@ class AwsError(LayerError):
         super().__init__(message, hint=hint)
         self.code = code
         self.status = status
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """The retry policy as the environment tunes it (LAYERS_AWS_MAX_ATTEMPTS, LAYERS_AWS_BASE_DELAY)."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.5
+
+
+def read_aws_environment(environ: Mapping[str, str]) -> AwsSettings:
+    """Check the AWS-related variables in ``environ`` and return the retry settings; ``UsageError`` names a bad one.
+
+    Pure: reads only ``environ``. An empty endpoint or region variable is
+    taken as unset, as botocore takes it; AWS_PROFILE is checked by
+    ``open_session`` (whether it exists is in the config files).
+    """
+    max_attempts = AwsSettings.max_attempts
+    text = environ.get("LAYERS_AWS_MAX_ATTEMPTS")
+    if text is not None:
+        # int() would also take "+3", "1_0" and " 3" (and refuse 5,000 digits with a ValueError): only a few
+        # plain digits are a count.
+        if len(text) > 3 or not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 50:
+            raise UsageError(f"LAYERS_AWS_MAX_ATTEMPTS={_shown(text)} is not a whole number from 1 to 50",
+                             hint="how many times one AWS call is tried, e.g. 8 (the default when unset)")
+        max_attempts = int(text)
+    base_delay = AwsSettings.base_delay
+    text = environ.get("LAYERS_AWS_BASE_DELAY")
+    if text is not None:
+        # float() would take "nan", "inf" and "-1"; a negative delay reaches time.sleep as a ValueError.
+        if not _PLAIN_NUMBER.match(text) or not math.isfinite(float(text)) or not 0 <= float(text) <= 60:
+            raise UsageError(f"LAYERS_AWS_BASE_DELAY={_shown(text)} is not a number of seconds from 0 to 60",
+                             hint="the first retry's longest wait in seconds, e.g. 0.5 (the default when unset)")
+        base_delay = float(text)
+    # botocore ignores every endpoint variable when told to; a bad one is then harmless.
+    if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() != "true":
+        for name in ENDPOINT_VARIABLES:
+            if environ.get(name):
+                _check_endpoint(name, environ[name])
+    for name in REGION_VARIABLES:
+        value = environ.get(name)
+        if value and not _REGION_SHAPE.match(value):
+            raise UsageError(f"{name}={_shown(value)} is not an AWS region name",
+                             hint=f"a region such as us-east-1, or unset {name} to use the profile's region")
+    return AwsSettings(max_attempts=max_attempts, base_delay=base_delay)
+
+
+def _check_endpoint(name: str, value: str) -> None:
+    problem = None
+    try:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https"):
+            problem = "is not an http:// or https:// URL"
+        elif not parts.hostname:
+            problem = "names no host"
+        else:
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number from 0 to 65535)
+    except ValueError:  # "http://[::1", "http://host:99999"
+        problem = "is not a URL"
+    if problem is None and any(char.isspace() or not char.isprintable() for char in value):
+        problem = "holds spaces or control characters"
+    if problem:
+        raise UsageError(f"{name}={_shown(value)} {problem}",
+                         hint=f"an endpoint such as http://localhost:5000, or unset {name} to use AWS's own")
+
+
+def open_session(environ: Mapping[str, str] | None = None):
+    """A boto3 session; a missing profile or an unreadable config file is a ``UsageError``, not a traceback."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+    environ = os.environ if environ is None else environ
+    try:
+        return boto3.session.Session()
+    except ProfileNotFound as exc:
+        profile = exc.kwargs.get("profile", "")
+        # botocore takes the profile from AWS_PROFILE, else AWS_DEFAULT_PROFILE: name the one that said it.
+        variable = next((n for n in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE") if environ.get(n) == profile),
+                        "AWS_PROFILE")
+        raise UsageError(f"{variable}={_shown(profile)} names no profile in "
+                         f"{environ.get('AWS_CONFIG_FILE', '~/.aws/config')} or "
+                         f"{environ.get('AWS_SHARED_CREDENTIALS_FILE', '~/.aws/credentials')}",
+                         hint=f"'aws configure list-profiles' lists them; unset {variable} for the default") from None
+    except (BotoCoreError, ValueError) as exc:
+        raise UsageError(f"the AWS configuration cannot be read: {_one_line(exc)}", hint=_CONFIG_HINT) from None
+
+
+_CONFIG_HINT = "check the AWS_* variables and the profile's settings (AWS_CONFIG_FILE, ~/.aws/config)"
+
+
+def _shown(value: str, limit: int = 120) -> str:
+    """A value as the error shows it: repr (quotes, escapes), cut short (an environment value can be long)."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 @dataclass(frozen=True)
@@ -109,9 +225,7 @@ class AwsClient:
 
     def __post_init__(self) -> None:
         if self.session is None:
-            import boto3
-
-            self.session = boto3.session.Session()
+            self.session = open_session()
         self._clients: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
 
@@ -125,8 +239,24 @@ class AwsClient:
                 config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=300,
                                 max_pool_connections=20,
                                 s3={"addressing_style": "path"} if _custom_endpoint() else None)
-                self._clients[key] = self.session.client(service, region_name=region, config=config)
+                try:
+                    self._clients[key] = self.session.client(service, region_name=region, config=config)
+                except Exception as exc:
+                    # botocore checks its settings here (retry and defaults modes, endpoints and regions from
+                    # the config file), raising its own errors and plain ValueErrors: none is a bug of ours.
+                    from botocore.exceptions import BotoCoreError
+
+                    if not isinstance(exc, (BotoCoreError, ValueError)):
+                        raise
+                    raise UsageError(f"cannot make the AWS {service} client for {region}: {_one_line(exc)}",
+                                     hint=_CONFIG_HINT) from None
             return self._clients[key]
+
+    def open_clients(self, services: tuple[str, ...] = FIRST_CLIENTS) -> AwsClient:
+        """Make the home region's clients now, without a request: what botocore refuses is refused before any work."""
+        for service in services:
+            self.client(service, _home_region(self.session))
+        return self
 
     def call(self, service: str, region: str, operation: str, *,
              before_retry: Callable[[], object] | None = None, **params):
