@@ -32,19 +32,54 @@ def _split(value: str | None, option: str = "--regions") -> tuple[str, ...]:
 
 
 def _aws_client():
-    """The AWS seam as the commands use it: Lambda's rate, and the retry policy (tunable from the environment)."""
+    """The AWS seam as the commands use it: Lambda's rate, and the retry policy (tunable from the environment).
+
+    Everything that can be wrong with the environment is refused here, before a request: the variables
+    (``read_aws_environment``), the profile and config files (``open_session``) and what botocore checks
+    when it makes a client (``open_clients``). A ``UsageError`` (exit 2), one line and a hint.
+    """
     import os
 
-    from ..publish.aws import AwsClient, RateLimiter
+    from ..publish.aws import AwsClient, RateLimiter, open_session, read_aws_environment
     from ..publish.plan import lambda_api
 
-    try:
-        attempts = int(os.environ.get("LAYERS_AWS_MAX_ATTEMPTS", "8"))
-        base_delay = float(os.environ.get("LAYERS_AWS_BASE_DELAY", "0.5"))
-    except ValueError:
-        raise UsageError("LAYERS_AWS_MAX_ATTEMPTS and LAYERS_AWS_BASE_DELAY must be numbers") from None
-    return AwsClient(limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]),
-                     max_attempts=max(1, attempts), base_delay=base_delay)
+    settings = read_aws_environment(os.environ)
+    client = AwsClient(session=open_session(), limiter=RateLimiter(lambda_api()["limits"]["control_plane_per_second"]),
+                       max_attempts=settings.max_attempts, base_delay=settings.base_delay)
+    return client.open_clients()
+
+
+def check_aws_environment() -> None:
+    """Refuse a bad AWS environment before any work, for a command that makes its AWS client only later.
+
+    ``layers rebuild --publish`` hands ``_aws_client`` to the rebuilder as a factory, called after the
+    builds: without this the first word about a mistyped AWS_PROFILE would come minutes later. The client
+    made here is dropped; making one sends no request.
+    """
+    _aws_client()
+
+
+def _check_runtime_names(names: tuple[str, ...]) -> None:
+    """--runtimes names Lambda Python runtimes: known before a zip is built (whether they fit it, only after)."""
+    from ..runtimes import get_runtime
+
+    for name in names:
+        try:
+            get_runtime(name)
+        except LayerError as error:
+            raise UsageError(f"{name!r} is not a Lambda Python runtime", hint=error.hint) from None
+
+
+def _check_arch(arch: str | None) -> None:
+    import difflib
+
+    from ..publish.plan import lambda_api
+
+    known = lambda_api()["limits"]["architectures"]
+    if arch is not None and arch not in known:
+        close = difflib.get_close_matches(arch, known, n=1)
+        raise UsageError(f"--arch {arch!r} is not a Lambda architecture",
+                         hint=f"did you mean {close[0]!r}?" if close else " or ".join(known))
 
 
 def _artifacts(target: str, arch: str | None, out_dir: Path, recipes_dir: Path | None, reporter, verbose: bool):
@@ -52,7 +87,12 @@ def _artifacts(target: str, arch: str | None, out_dir: Path, recipes_dir: Path |
     from ..publish.artifact import built_zip, load_artifact
 
     if target.endswith(".zip"):
-        return [load_artifact(Path(target))]
+        artifact = load_artifact(Path(target))
+        # --arch is never ignored: with a zip it must say what the zip holds.
+        if arch is not None and arch != artifact.arch:
+            raise UsageError(f"{Path(target).name} is built for {artifact.arch}, not --arch {arch}",
+                             hint="drop --arch, or give the zip built for it")
+        return [artifact]
     from ..backends.base import Target
     from ..backends.select import choose_backend
     from ..build import BuildOptions
@@ -107,19 +147,22 @@ def publish(
     failed = False
     try:
         if bool(regions) == all_regions:
-            raise UsageError("say where: --regions R1,R2,... or --all-regions")
+            raise UsageError("say where: --regions R1,R2,... or --all-regions",
+                             hint="give --regions us-east-1,eu-west-1 (say) or --all-regions, not both")
         # An empty --org-id is refused by the check, not dropped: nothing the user typed is ignored.
         grants = ([Grant.public()] if public else []) + [Grant.account(a) for a in principal or []] \
             + ([Grant.organization(org_id)] if org_id is not None else [])
         request = PublishRequest(regions=_split(regions), grants=tuple(grants), runtimes=_split(runtimes, "--runtimes"),
                                  direct_upload=direct, force=force, bucket_template=bucket_template)
         check_arguments(request)  # before a missing zip is built
+        _check_runtime_names(request.runtimes)
+        _check_arch(arch)
+        aws = _aws_client()  # a bad environment is refused before a zip is read or built, and no request is sent
         artifacts = _artifacts(target, arch, out_dir, recipes_dir, reporter, verbose)
         for artifact in artifacts:  # before any AWS call
             check_request(artifact, request)
             for warning in check_loads(artifact, request):
                 reporter.notice(f"load check: {warning}")
-        aws = _aws_client()
         account = aws.account_id()
         asked = request.regions or tuple(aws.enabled_regions())  # the account's own list needs no check
         results = []
@@ -182,6 +225,18 @@ def _show_outcomes(plan, outcomes, manifest_file: Path) -> None:
     out.print(f"manifest: {manifest_file}")
 
 
+ARN_FORMATS = ("table", "json", "csv", "terraform")
+
+
+def _check_format(fmt: str) -> None:
+    import difflib
+
+    if fmt not in ARN_FORMATS:
+        close = difflib.get_close_matches(fmt, ARN_FORMATS, n=1)
+        raise UsageError(f"--format {fmt!r} is not one of {', '.join(ARN_FORMATS)}",
+                         hint=f"did you mean {close[0]!r}?" if close else "--format table, json, csv or terraform")
+
+
 @app.command()
 def arns(
     recipe: Annotated[str, typer.Argument(help="Recipe name (reads published/RECIPE.json).")],
@@ -191,8 +246,12 @@ def arns(
 ) -> None:
     """Print the published layer ARNs of a recipe."""
     from ..publish.manifest import Manifest, manifest_path, render
+    from ..publish.plan import check_regions
 
     try:
+        _check_format(fmt)  # before the manifest is read: a typo is not "nothing published"
+        if region is not None:
+            check_regions((region,))  # a typo would print an empty table, as if nothing were published there
         path = manifest_path(manifests, recipe)
         if not path.is_file():
             raise UsageError(f"nothing published for {recipe} ({path} does not exist)",
@@ -221,15 +280,17 @@ def prune(
 ) -> None:
     """Delete old layer versions in every region, never the one the manifest names as current."""
     from ..publish.manifest import Manifest, manifest_path
-    from ..publish.plan import check_regions, plan_prune
+    from ..publish.plan import check_keep, check_regions, plan_prune
 
     try:
-        manifest = Manifest.load(manifest_path(manifests, recipe), recipe)
-        if not manifest.entries:
-            raise UsageError(f"nothing published for {recipe}", hint="prune works on layers the manifest names")
+        # The arguments, then the environment, then the manifest: all before AWS is asked for any version.
+        check_keep(keep)
         asked = _split(regions)
         check_regions(asked)
         aws = _aws_client()
+        manifest = Manifest.load(manifest_path(manifests, recipe), recipe)
+        if not manifest.entries:
+            raise UsageError(f"nothing published for {recipe}", hint="prune works on layers the manifest names")
         table = Table(title=f"prune {recipe}: keep {keep}" + (" (dry run)" if dry_run else ""), title_justify="left")
         for column in ("layer", "region", "current", "deleted" if not dry_run else "would delete"):
             table.add_column(column)

@@ -167,11 +167,12 @@ def check_regions(regions: tuple[str, ...]) -> None:
     seen = set()
     for region in regions:
         if region in seen:
-            raise UsageError(f"{region} is listed twice")
+            raise UsageError(f"{region} is listed twice", hint="name each region once")
         seen.add(region)
         if not _REGION.match(region) or (region not in known and not region.startswith(("us-gov-", "us-iso"))):
             close = difflib.get_close_matches(region, known, n=1)
-            raise UsageError(f"{region!r} is not an AWS region", hint=f"did you mean {close[0]!r}?" if close else None)
+            raise UsageError(f"{region!r} is not an AWS region",
+                             hint=f"did you mean {close[0]!r}?" if close else "a region name such as us-east-1")
 
 
 def check_bucket_template(template: str) -> None:
@@ -266,10 +267,19 @@ def make_plan(artifact: Artifact, request: PublishRequest, regions: tuple[str, .
 def plan_prune(versions: Mapping[str, list[PublishedVersion]], keep: int,
                protected: Mapping[str, int]) -> dict[str, list[int]]:
     """Per region, the versions to delete: all but the newest ``keep``, never the manifest's current one."""
-    if keep < 1:
-        raise UsageError("--keep must be at least 1")
+    check_keep(keep)
     doomed = {}
     for region, listed in versions.items():
         newest_first = sorted((v.version for v in listed), reverse=True)
         doomed[region] = [v for v in newest_first[keep:] if v != protected.get(region)]
     return doomed
+
+
+KEEP_MAX = 10_000
+
+
+def check_keep(keep: int) -> None:
+    """``prune --keep``: checked with the other arguments, before AWS is asked for the versions."""
+    if not 1 <= keep <= KEEP_MAX:
+        raise UsageError(f"--keep {keep} is not a number of versions from 1 to {KEEP_MAX:,}",
+                         hint="how many of the newest versions to keep per region, e.g. --keep 3")
