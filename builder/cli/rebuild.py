@@ -16,7 +16,7 @@ from rich.table import Table
 from ..errors import LayerError, UsageError
 from ..measure import human
 from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out, styled
-from .publish import ManifestDir, Regions, _aws_client, _split
+from .publish import ManifestDir, Regions, _aws_client, _split, check_aws_environment
 
 
 # -- locks, rebuilds, schedules ---------------------------------------------------
@@ -103,6 +103,7 @@ def rebuild(
                 raise UsageError("--publish needs --regions")
             request = PublishRequest(regions=_split(regions), grants=(Grant.public(),) if public else ())
             check_arguments(request)  # a region typo is refused before anything is resolved
+            check_aws_environment()   # and so is a bad AWS environment
         elif regions or public:
             raise UsageError("--regions and --public go with --publish")
         options = RebuildOptions(out_dir=out_dir, manifests=manifests, publish=request, base_image=base_image,
