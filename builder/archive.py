@@ -88,6 +88,11 @@ END_OF_CENTRAL_DIR = struct.Struct("<IHHHHIIH")
 ZIP64_END_OF_CENTRAL_DIR = struct.Struct("<IQHHIIQQQQ")
 ZIP64_LOCATOR = struct.Struct("<IIQI")
 
+# What to do next, for the errors that share a cause.
+UNREADABLE_HINT = "check that you can read it (permissions) and that nothing else is changing the tree"
+CHANGING_HINT = "something else writes to the tree: let it finish, then build again"
+DAMAGED_ZIP_HINT = "the zip is damaged: download or build it again (layers build writes it to dist/RECIPE/)"
+
 LOCAL_HEADER_SIGNATURE = 0x04034B50
 CENTRAL_HEADER_SIGNATURE = 0x02014B50
 END_OF_CENTRAL_DIR_SIGNATURE = 0x06054B50
@@ -126,12 +131,15 @@ def write_layer_zip(
         raise UsageError(f"{dest} is inside the tree being zipped", hint="write the zip outside the layer directory")
     files = _collect_files(tree, prefix)
     if not files:
-        raise BuildError(f"nothing to zip: {tree} contains no files")
+        raise BuildError(f"nothing to zip: {tree} contains no files",
+                         hint="check that the recipe's requirements install files and that no [strip] rule "
+                              "removes them all")
 
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     except OSError as exc:
-        raise BuildError(f"cannot create {dest}: {exc.strerror}") from exc
+        raise BuildError(f"cannot create {dest}: {exc.strerror}",
+                         hint=f"check that {dest.parent} exists and that you can write there") from exc
     temp_path = Path(temp_name)
     try:
         with open(fd, "wb", buffering=CHUNK_SIZE) as stream:
@@ -146,7 +154,8 @@ def write_layer_zip(
     except BaseException as exc:
         temp_path.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise BuildError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+            raise BuildError(f"cannot write {dest}: {exc.strerror or exc}",
+                             hint=f"check the free space and your permissions in {dest.parent}") from exc
         raise
     _fsync_directory(dest.parent)
     return ZipResult(
@@ -209,13 +218,15 @@ def open_layer_zip(path: Path) -> zipfile.ZipFile:
     except UsageError:
         raise
     except FileNotFoundError:
-        raise UsageError(f"no such zip: {path}") from None
+        raise UsageError(f"no such zip: {path}",
+                         hint="check the path; layers build writes zips to dist/RECIPE/") from None
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"cannot read {path} as a zip: {exc}", hint="give a layer zip") from None
     try:
         members = archive.infolist()
         if len(members) > MAX_LAYER_MEMBERS:
-            raise UsageError(f"{path} has {len(members):,} members, more than any layer ({MAX_LAYER_MEMBERS:,})")
+            raise UsageError(f"{path} has {len(members):,} members, more than any layer ({MAX_LAYER_MEMBERS:,})",
+                             hint="give a Lambda layer zip (at most 250 MB unzipped), not another archive")
         declared = 0
         for info in members:
             name = info.filename
@@ -233,7 +244,8 @@ def open_layer_zip(path: Path) -> zipfile.ZipFile:
                                  hint="a layer zip holds relative paths (python/..., lib/...) only")
             declared += info.file_size
         if declared > MAX_DECLARED_BYTES:
-            raise UsageError(f"{path} declares {declared:,} bytes unpacked, more than any Lambda limit")
+            raise UsageError(f"{path} declares {declared:,} bytes unpacked, more than any Lambda limit",
+                             hint="give a Lambda layer zip (at most 250 MB unzipped), not another archive")
     except BaseException:
         archive.close()
         raise
@@ -246,7 +258,8 @@ def read_member_head(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int)
         with archive.open(info) as member:
             return member.read(size)
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error) as exc:
-        raise UsageError(f"{archive.filename}: member {info.filename!r} cannot be read: {exc}") from None
+        raise UsageError(f"{archive.filename}: member {info.filename!r} cannot be read: {exc}",
+                         hint=DAMAGED_ZIP_HINT) from None
 
 
 # --- the files to zip ---------------------------------------------------------
@@ -273,18 +286,20 @@ class _Piece:
 
 def _check_arguments(prefix: str, level: int, workers: int | None) -> None:
     if not 0 <= level <= 9:
-        raise UsageError(f"compression level must be 0-9, not {level}")
+        raise UsageError(f"compression level must be 0-9, not {level}",
+                         hint="set compression in the recipe from 0 (stored) to 9 (smallest); 6 is the default")
     if workers is not None and workers < 1:
-        raise UsageError(f"workers must be at least 1, not {workers}")
+        raise UsageError(f"workers must be at least 1, not {workers}", hint="pass None for one per CPU")
     parts = prefix.split("/")
     if prefix and (not prefix.endswith("/") or prefix.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1])):
-        raise UsageError(f"zip prefix must be a relative directory ending in '/', like 'python/', not {prefix!r}")
+        raise UsageError(f"zip prefix must be a relative directory ending in '/', like 'python/', not {prefix!r}",
+                         hint="use 'python/' (where Lambda looks for a layer's packages), or '' for the zip's root")
 
 
 def _collect_files(tree: Path, prefix: str) -> list[_SourceFile]:
     """Every regular file under ``tree`` (following symlinks), sorted by name in the zip."""
     if not tree.is_dir():
-        raise BuildError(f"cannot zip {tree}: not a directory")
+        raise BuildError(f"cannot zip {tree}: not a directory", hint="pass the directory whose files go into the zip")
     files: list[_SourceFile] = []
     root = os.stat(tree)
     # Each directory carries the (device, inode) of the directories above it,
@@ -298,13 +313,14 @@ def _collect_files(tree: Path, prefix: str) -> list[_SourceFile]:
             with os.scandir(directory) as listing:
                 entries = list(listing)
         except OSError as exc:
-            raise BuildError(f"cannot read directory {directory}: {exc.strerror}") from exc
+            raise BuildError(f"cannot read directory {directory}: {exc.strerror}", hint=UNREADABLE_HINT) from exc
         for entry in entries:
             info = _stat_following_links(entry)
             if stat.S_ISDIR(info.st_mode):
                 identity = (info.st_dev, info.st_ino)
                 if identity in ancestors:
-                    raise BuildError(f"symlink loop: {entry.path} leads back to a directory above it")
+                    raise BuildError(f"symlink loop: {entry.path} leads back to a directory above it",
+                                     hint="remove the symlink (a [strip] remove glob), or point it at a file")
                 pending.append((entry.path, f"{arc_directory}{entry.name}/", ancestors | {identity}))
             elif stat.S_ISREG(info.st_mode):
                 files.append(
@@ -316,7 +332,8 @@ def _collect_files(tree: Path, prefix: str) -> list[_SourceFile]:
                     )
                 )
             else:
-                raise BuildError(f"cannot zip {entry.path}: not a regular file, directory or symlink to one")
+                raise BuildError(f"cannot zip {entry.path}: not a regular file, directory or symlink to one",
+                                 hint="a layer holds files only: drop it with a [strip] remove glob")
     files.sort(key=lambda file: file.arcname)
     return files
 
@@ -331,8 +348,9 @@ def _stat_following_links(entry: os.DirEntry) -> os.stat_result:
             except OSError:
                 target = "?"
             reason = "broken symlink" if isinstance(exc, FileNotFoundError) else f"unusable symlink ({exc.strerror})"
-            raise BuildError(f"{reason}: {entry.path} -> {target}") from exc
-        raise BuildError(f"cannot read {entry.path}: {exc.strerror}") from exc
+            raise BuildError(f"{reason}: {entry.path} -> {target}",
+                             hint="drop the symlink with a [strip] remove glob, or keep what it points to") from exc
+        raise BuildError(f"cannot read {entry.path}: {exc.strerror}", hint=UNREADABLE_HINT) from exc
 
 
 def _encode_name(name: str, path: str) -> bytes:
@@ -401,9 +419,9 @@ def _compress_piece(piece: _Piece, level: int) -> tuple[bytes, bytes]:
             raw = stream.read(piece.length)
             grew = piece.last and stream.read(1)
     except OSError as exc:
-        raise BuildError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise BuildError(f"cannot read {path}: {exc.strerror or exc}", hint=UNREADABLE_HINT) from exc
     if len(raw) != piece.length or grew or len(previous) != (DICT_SIZE if piece.index else 0):
-        raise BuildError(f"{path} changed while it was being zipped")
+        raise BuildError(f"{path} changed while it was being zipped", hint=CHANGING_HINT)
     if previous:
         # Priming with the preceding 32 KiB lets this chunk refer back across
         # the boundary exactly as a single-stream deflate would.
@@ -624,7 +642,7 @@ class _ZipWriter:
             crc = zlib.crc32(block, crc)
             self._write(block)
         if crc != entry.crc or self._offset - self._data_start != entry.uncompressed_size:
-            raise BuildError(f"{file.path} changed while it was being zipped")
+            raise BuildError(f"{file.path} changed while it was being zipped", hint=CHANGING_HINT)
         entry.method = METHOD_STORED
         entry.compressed_size = entry.uncompressed_size
 
@@ -639,7 +657,7 @@ def _read_blocks(path: str) -> Iterator[bytes]:
             while block := source.read(CHUNK_SIZE):
                 yield block
     except OSError as exc:
-        raise BuildError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise BuildError(f"cannot read {path}: {exc.strerror or exc}", hint=UNREADABLE_HINT) from exc
 
 
 def _fsync_directory(directory: Path) -> None:

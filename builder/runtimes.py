@@ -203,7 +203,9 @@ def _system_libraries(os_name: str, arch: str) -> SystemLibraries:
     try:
         row = table["os"][os_name][arch]
     except KeyError:
-        raise RecipeError(f"no table of Lambda's system libraries for {os_name} on {arch}") from None
+        raise RecipeError(f"no table of Lambda's system libraries for {os_name} on {arch}",
+                          hint=f"add [os.{os_name}.{arch}] to builder/lambda_os.toml, or build for another runtime "
+                               "or architecture") from None
     present = set(row["present"])
     if "present_like" in row:  # another architecture's list, with its own loader
         like_os, like_arch = row["present_like"].split(".")

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..archive import open_layer_zip
+from ..archive import DAMAGED_ZIP_HINT, open_layer_zip
 from ..errors import UsageError, VerifyError
 from ..runtimes import MACHINE, VERSION_FAMILIES, SystemLibraries, all_runtimes
 from .elf import ELF_MAGIC, ElfInfo, elf_files, read_elf
@@ -75,6 +75,7 @@ _TOKEN_RE = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?!
 # matches it by soname among the objects already loaded, before any search.
 _LIBPYTHON_RE = re.compile(r"^libpython\d+\.\d+[a-z]*\.so(\.|$)")
 _LOADABLE = ("ET_DYN", "ET_EXEC")  # object files (ET_REL) and cores are never mapped by ld.so
+_LINK_HINT = "a layer's symlinks must stay inside /opt: make the link relative to the layer, or drop it, and zip again"
 
 
 @dataclass(frozen=True)
@@ -413,11 +414,11 @@ def check_zips(zips: list[Path], libs: SystemLibraries) -> LoadCheck:
                     links.append((zip_path, name, link))
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as exc:
                 # A bad CRC shows only once the member is read through.
-                raise UsageError(f"{zip_path}: member {name!r} cannot be read: {exc}") from None
+                raise UsageError(f"{zip_path}: member {name!r} cannot be read: {exc}", hint=DAMAGED_ZIP_HINT) from None
         for zip_path, name, link in links:
             # A chain of links can leave the tree although each one, read alone, stays inside.
             if not Path(os.path.realpath(root / name)).is_relative_to(root):
-                raise UsageError(f"{zip_path}: symlink {name} -> {link} points outside /opt")
+                raise UsageError(f"{zip_path}: symlink {name} -> {link} points outside /opt", hint=_LINK_HINT)
         return check_tree(root, libs)
 
 
@@ -437,7 +438,7 @@ def _final_members(zips: list[Path]) -> dict[str, tuple[Path, zipfile.ZipInfo, s
                     final.pop(name, None)  # re-inserted last: extraction follows the layers' order
                     final[name] = (path, info, link)
         except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-            raise UsageError(f"cannot read {path} as a zip: {exc}") from None
+            raise UsageError(f"cannot read {path} as a zip: {exc}", hint="give a layer zip") from None
     return final
 
 
@@ -455,11 +456,11 @@ def _safe_link(zip_path: Path, name: str, target: str) -> str:
     """A symlink member's target made relative to its directory; UsageError if it leads outside /opt."""
     if target.startswith("/"):  # an absolute link is fine when it points into /opt itself
         if not (target == "/opt" or target.startswith("/opt/")):
-            raise UsageError(f"{zip_path}: symlink {name} -> {target} points outside /opt")
+            raise UsageError(f"{zip_path}: symlink {name} -> {target} points outside /opt", hint=_LINK_HINT)
         target = posixpath.relpath(target, posixpath.join("/opt", posixpath.dirname(name)))
     landing = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
     if landing == ".." or landing.startswith("../") or "\0" in target or not target:
-        raise UsageError(f"{zip_path}: symlink {name} -> {target} points outside /opt")
+        raise UsageError(f"{zip_path}: symlink {name} -> {target} points outside /opt", hint=_LINK_HINT)
     return target
 
 
