@@ -8,12 +8,10 @@ this engine's platform); otherwise pip, with a one-line notice saying why.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from ..errors import BuildError, ToolMissing, UsageError
 from ..events import Reporter
 from ..runner import Runner
+from ..verify.output import cache_dir
 from .base import Target
 from .container import Container
 from .docker import DockerBackend
@@ -21,13 +19,7 @@ from .images import DOCKER_ARCH, docker_platform
 from .pip import PipBackend
 
 BACKENDS = ("auto", "pip", "docker")
-
-
-def cache_dir() -> Path:
-    if os.environ.get("LAYERS_CACHE_DIR"):
-        return Path(os.environ["LAYERS_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "lambda-layer-builder"
+__all__ = ["BACKENDS", "cache_dir", "choose_backend"]
 
 
 def _ready_docker(target: Target, runner: Runner, reporter: Reporter, base_image: str | None,
