@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import BuildError, ToolMissing, UsageError
 from ..runner import Result, Runner
+from ..verify.output import decisive_line, keep_output
 
 LABEL = "lambda-layer-builder"
 # Docker 20.10: the first engine API that takes a platform when creating a
@@ -162,10 +163,12 @@ class Container:
         if any(marker in logs.lower() for marker in _FOREIGN_BINARY):
             machine = self.platform or "this image's platform"
             raise BuildError(
-                f"this Docker engine cannot run {machine} containers: {logs.splitlines()[-1] if logs else 'exec format error'}",
+                f"this Docker engine cannot run {machine} containers: {decisive_line(logs or 'exec format error')}",
                 hint=EMULATION_HINT)
-        raise BuildError(f"the container from {self.image} stopped at start ({self.container.status}): {logs[-500:]}",
-                         hint="the image must provide sleep (see dockerfiles/README.md)")
+        raise BuildError(f"the container from {self.image} stopped at start ({self.container.status}): "
+                         f"{decisive_line(logs)}",
+                         hint="the image must provide sh and sleep (see dockerfiles/README.md)"
+                              + keep_output(f"container-{self.image}", logs))
 
     def __exit__(self, *exc_info) -> None:
         self._remove()
@@ -184,7 +187,8 @@ class Container:
         ``user``: "uid:gid" for this command; None runs it as the container's user.
         """
         if self.container is None:
-            raise BuildError("the container is not running")
+            raise BuildError("the container is not running",
+                             hint="a command ran outside the container's with block: a bug, please report it")
         args = tuple(str(a) for a in argv)
         if self.echo:
             self.echo("+ docker exec " + shlex.join(args))
@@ -205,7 +209,8 @@ class Container:
             archive.add(source, arcname=target.name)
         buffer.seek(0)
         if not self.container.put_archive(str(target.parent), buffer.getvalue()):
-            raise BuildError(f"could not copy {source} into the container at {destination}")
+            raise BuildError(f"could not copy {source} into the container at {destination}",
+                             hint=f"check that {PurePosixPath(destination).parent} is writable in the image")
 
     def copy_out(self, source: str, destination: Path) -> None:
         """Copy ``source`` out of the container to ``destination``, owned by the calling user, not root."""
@@ -244,7 +249,8 @@ class ContainerRunner(Runner):
 
     def run(self, args, *, cwd=None, env=None, timeout=None, input=None) -> Result:
         if input is not None:
-            raise BuildError("feeding standard input to a command in the build container is not supported")
+            raise BuildError("feeding standard input to a command in the build container is not supported",
+                             hint="a bug in the caller: pass the input as a file under the session's tmp instead")
         argv = tuple(str(a) for a in args)
         self.history.append(argv)
         if self.verbose:

@@ -28,6 +28,7 @@ from ..errors import BuildError
 from ..runner import Runner
 from ..recipe import SmokeTest
 from ..verify.interpreters import Interpreter
+from ..verify.output import decisive_line, shorten
 from .base import Session, Target
 from .certs import CONTAINER_PATH, container_environment, host_ca_bundle
 from .container import Container, ContainerRunner, check_network, docker_client
@@ -89,7 +90,8 @@ class DockerBackend:
         """Build or reuse the build image for ``target`` (pulling its base if needed)."""
         self.client = self.client or docker_client()
         base = resolve_base_image(self.base_image, target.arch)
-        self.image = ensure_build_image(self.client, target.runtime, target.arch, base, on_step)
+        self.image = ensure_build_image(self.client, target.runtime, target.arch, base, on_step,
+                                        log_dir=self.cache_dir / "logs")
         self._prepared_for = target
         return self.image
 
@@ -138,7 +140,7 @@ class DockerBackend:
                                          verbose=self.runner.verbose, echo=self.runner.echo)
                 interpreter = self._interpreter(runner, target)
                 pip = PipBackend(runner, wheel_cache, python=str(interpreter.path), build_native=True,
-                                 wheel_store=wheel_store)
+                                 wheel_store=wheel_store, log_dir=self.cache_dir / "logs")
                 yield Session(
                     backend=self.name, target=target, runner=runner, interpreter=interpreter, which=runner.which,
                     tmp=tmp, where=f"a container of {image.tag} (from {image.base})",
@@ -173,7 +175,9 @@ class DockerBackend:
         for argv, as_user in steps:
             made = box.call(argv, user=as_user)
             if not made.ok:
-                raise BuildError(f"cannot prepare the build container ({' '.join(argv)}): {made.tail(3)}")
+                raise BuildError(
+                    f"cannot prepare the build container ({' '.join(argv)}): {decisive_line(made.tail())}",
+                    hint="the base image must provide chmod and mkdir (dockerfiles/README.md); see --base-image")
 
     @staticmethod
     def _interpreter(runner: ContainerRunner, target: Target) -> Interpreter:
@@ -181,7 +185,7 @@ class DockerBackend:
         path = runner.which(name)
         probe = runner.run([path or name, "-I", "-S", "-c", _PROBE], timeout=60) if path else None
         if probe is None or not probe.ok or probe.stdout.split() != [target.runtime.python, target.machine]:
-            got = probe.stdout.strip() if probe is not None and probe.ok else "none"
+            got = shorten(probe.stdout) if probe is not None and probe.ok else "none"
             raise BuildError(
                 f"the build image has no working {name} for {target.machine} (found: {got})",
                 hint="the base image must meet the contract in dockerfiles/README.md; see --base-image")

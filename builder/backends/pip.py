@@ -41,6 +41,7 @@ from ..recipe import Recipe
 from ..runner import Result, Runner
 from ..runtimes import wheel_min_glibc
 from ..verify.interpreters import find_interpreter
+from ..verify.output import decisive_line, keep_output
 from .base import Lock, LockedWheel, Resolution, Session, Target
 
 # Reproducible wheels from sdists, and no prompts from pip.
@@ -66,32 +67,24 @@ def _sha256(path: Path) -> str:
 _SUBPROCESS_FAILED = ("subprocess-exited-with-error", "metadata-generation-failed")
 
 
-def _subprocess_output(text: str, lines: int = 14) -> str | None:
-    """The build tool's own output that pip framed ("[N lines of output]" ... "[end of output]")."""
-    start = text.rfind("lines of output]")
-    end = text.find("[end of output]", start)
-    if start < 0 or end < 0:
-        return None
-    body = [l.strip() for l in text[start:end].splitlines()[1:] if l.strip()]
-    return "\n".join(body[-lines:])
-
-
-def _pip_tail(text: str, lines: int = 12) -> str:
-    # The machine-wide "Location ... is ignored" warnings are noise here.
-    kept = [l for l in text.splitlines() if l.strip() and "is ignored: it is neither" not in l]
-    return "\n".join(kept[-lines:])
+def _requirements_of(recipe: Recipe) -> str:
+    """Where the user changes a pin: "recipes/demo.toml: requirements"."""
+    if recipe.source and recipe.source.name != "<recipe>":  # parse_recipe's name for a recipe from no file
+        return f"{recipe.source}: requirements"
+    return f"the requirements of recipe {recipe.name!r}"
 
 
 class PipBackend:
     name = "pip"
 
     def __init__(self, runner: Runner, cache_dir: Path, *, python: str | None = None,
-                 build_native: bool = False, wheel_store: Path | None = None) -> None:
+                 build_native: bool = False, wheel_store: Path | None = None, log_dir: Path | None = None) -> None:
         self.runner = runner
         self.python = python or sys.executable
         self.build_native = build_native
         self.built_wheels = cache_dir / "sdist-wheels"
         self.wheel_store = wheel_store or cache_dir / "wheels"
+        self.log_dir = log_dir or cache_dir / "logs"  # pip's whole output when it fails; the error has one line
         self.downloaded: list[str] = []
 
     def environment_id(self, target: Target) -> str:
@@ -190,15 +183,21 @@ class PipBackend:
             )
             if result.ok:
                 break
-            missing = _NOT_FOUND.search(result.stdout + result.stderr) or self._excluded_away(result)
+            output = result.stdout + result.stderr
+            missing = _NOT_FOUND.search(output) or self._excluded_away(result)
             if not missing:
                 raise ResolveError(
-                    f"pip could not resolve {recipe.name} for {target.describe()}:\n{_pip_tail(result.stdout + result.stderr)}",
-                    hint="check the pins in the recipe",
+                    f"pip could not resolve {recipe.name} for {target.describe()}: {decisive_line(output)}",
+                    hint=f"check the pins in {_requirements_of(recipe)}"
+                         + keep_output(f"resolve-{recipe.name}-{target.label}", output, self.log_dir),
                 )
-            sdist_hashes.update(self._build_sdist(missing.group(1), target, workdir))
+            sdist_hashes.update(self._build_sdist(missing.group(1), recipe, target, workdir))
         else:
-            raise ResolveError(f"gave up after building {_MAX_SDIST_BUILDS} source distributions for {recipe.name}")
+            raise ResolveError(
+                f"gave up after building {_MAX_SDIST_BUILDS} source distributions for {recipe.name} "
+                f"({target.describe()}): pip kept asking for another",
+                hint=f"pin releases that ship wheels for {target.runtime.name} in {_requirements_of(recipe)}, "
+                     "or build with --backend docker")
 
     def _copy_from_store(self, lock: Lock, wheelhouse: Path, sdist_hashes: dict[str, str]) -> bool:
         """Put every locked file into ``wheelhouse`` from the stores, if all are there with the locked hash."""
@@ -242,7 +241,7 @@ class PipBackend:
             known[marker.name.removesuffix(".sdist-sha256")] = marker.read_text().strip()
         return known
 
-    def _build_sdist(self, requirement: str, target: Target, workdir: Path) -> dict[str, str]:
+    def _build_sdist(self, requirement: str, recipe: Recipe, target: Target, workdir: Path) -> dict[str, str]:
         """Build the sdist of ``requirement`` into a wheel (pure, unless ``build_native``), or explain why not."""
         sdists = workdir / "sdists"
         shutil.rmtree(sdists, ignore_errors=True)
@@ -255,11 +254,13 @@ class PipBackend:
         output = got.stdout + got.stderr
         if not got.ok and any(marker in output for marker in _SUBPROCESS_FAILED):
             # The source was found; preparing it (setup.py egg_info) failed.
-            raise self._source_build_failed(f"the source of {requirement}", target, output)
+            raise self._source_build_failed(f"the source of {requirement}", requirement, target, output)
         if not got.ok or not files:
             raise ResolveError(
-                f"no wheel of {requirement} loads on {target.describe()}, and no source distribution either",
-                hint="relax the pin in the recipe; pip said:\n" + _pip_tail(got.stdout + got.stderr, 6),
+                f"no wheel of {requirement} loads on {target.describe()}, and no source distribution either: "
+                + decisive_line(output),
+                hint=f"relax the pin of {requirement} in {_requirements_of(recipe)}"
+                     + keep_output(f"resolve-{recipe.name}-{target.label}", output, self.log_dir),
             )
         sdist = files[0]
         out = workdir / "built"
@@ -268,7 +269,7 @@ class PipBackend:
                                 env=_PIP_ENV)
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if not built.ok or not wheels:
-            raise self._source_build_failed(sdist.name, target, built.stdout + built.stderr)
+            raise self._source_build_failed(sdist.name, requirement, target, built.stdout + built.stderr)
         wheel = wheels[0]
         _, _, _, tags = parse_wheel_filename(wheel.name)
         if not self.build_native and not all(tag.platform == "any" and tag.abi == "none" for tag in tags):
@@ -282,14 +283,14 @@ class PipBackend:
         (self.built_wheels / f"{wheel.name}.sdist-sha256").write_text(source_sha + "\n")
         return {wheel.name: source_sha}
 
-    def _source_build_failed(self, what: str, target: Target, output: str) -> ResolveError:
-        """The error for a source build that failed: the build tool's own last lines, and what to try."""
+    def _source_build_failed(self, what: str, requirement: str, target: Target, output: str) -> ResolveError:
+        """The error for a source build that failed: the build tool's decisive line, and what to try."""
+        hint = ("it may need a system library's headers or tools: add them to a base image of your own "
+                "(--base-image)" if self.build_native else
+                "use --backend docker to build it inside a Lambda-like container")
         return ResolveError(
-            f"{what} (no wheel for {target.describe()}) failed to build:\n"
-            + (_subprocess_output(output) or _pip_tail(output)),
-            hint=("it may need a system library's headers or tools: add them to a base image of your own "
-                  "(--base-image)" if self.build_native else
-                  "use --backend docker to build it inside a Lambda-like container"),
+            f"{what} (no wheel for {target.describe()}) failed to build: {decisive_line(output)}",
+            hint=hint + keep_output(f"build-{requirement}-{target.label}", output, self.log_dir),
         )
 
     def _lock_entries(self, wheelhouse: Path, sdist_hashes: dict[str, str]) -> list[LockedWheel]:
@@ -305,7 +306,9 @@ class PipBackend:
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             # A stale wheel in a reused wheelhouse; the workdir is fresh per build, so this is a bug.
-            raise ResolveError(f"more than one wheel for {', '.join(sorted(duplicates))} in {wheelhouse}")
+            raise ResolveError(f"more than one wheel for {', '.join(sorted(duplicates))} in {wheelhouse}",
+                               hint="the build's wheel directory is fresh, so this is a bug: please report it "
+                                    "with the output of layers build -v")
         return entries
 
     @staticmethod
@@ -333,7 +336,11 @@ class PipBackend:
             env={**_PIP_ENV, "PIP_BREAK_SYSTEM_PACKAGES": "1"},  # --target never touches the image's Python
         )
         if not result.ok:
-            raise ResolveError(f"pip install failed for {target.describe()}:\n{_pip_tail(result.stdout + result.stderr)}")
+            output = result.stdout + result.stderr
+            raise ResolveError(
+                f"pip install failed for {target.describe()}: {decisive_line(output)}",
+                hint="the resolved wheels did not install; run again with -v to see the pip command"
+                     + keep_output(f"install-{target.label}", output, self.log_dir))
         normalise_installed_tree(tree)
 
 
@@ -350,7 +357,8 @@ def _check_lock_target(lock: Lock, recipe: Recipe, target: Target) -> None:
         raise UsageError(f"the lock is for {lock.runtime} {lock.arch}, this build is for {target.label}",
                          hint="use the lock written for this runtime and architecture")
     if lock.recipe != recipe.name:
-        raise UsageError(f"the lock is for recipe {lock.recipe!r}, not {recipe.name!r}")
+        raise UsageError(f"the lock is for recipe {lock.recipe!r}, not {recipe.name!r}",
+                         hint=f"use the lock written for {recipe.name} (dist/{recipe.name}/*.lock.json)")
 
 
 def _check_against_lock(wheels: list[LockedWheel], lock: Lock) -> None:
@@ -380,7 +388,9 @@ def _check_glibc_tags(wheels: list[LockedWheel], target: Target) -> None:
         needs = wheel_min_glibc(wheel.filename)
         if needs is not None and needs > target.runtime.glibc:
             raise ResolveError(f"{wheel.filename} needs glibc {needs[0]}.{needs[1]}, "
-                               f"{target.runtime.name} has {target.runtime.glibc_text}")
+                               f"{target.runtime.name} has {target.runtime.glibc_text}",
+                               hint=f"pin a release of {wheel.name} with a wheel for glibc "
+                                    f"{target.runtime.glibc_text} (manylinux2014 or older), or check the index")
 
 
 def _last_fetched_version(output: str, name: str) -> str | None:

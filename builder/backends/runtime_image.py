@@ -47,6 +47,7 @@ from ..recipe import SmokeTest
 from ..runner import Result
 from ..runtimes import MACHINE, Runtime, layer_python_paths, system_libraries
 from ..verify.interpreters import Interpreter
+from ..verify.output import decisive_line, keep_output, shorten
 from ..verify.smoke import _SMOKE_SCRIPT, SMOKE_TIMEOUT, _child_env
 from .container import Container, ContainerRunner
 from .images import docker_platform, present_base
@@ -135,7 +136,10 @@ def _find_interpreter(runner: ContainerRunner, image: str, runtime: Runtime, arc
     path = posixpath.normpath(found.stdout.strip().splitlines()[-1]) if found.ok and found.stdout.strip() else ""
     probe = runner.run([path, "-I", "-S", "-c", _PROBE], timeout=60) if path else None
     if probe is None or not probe.ok or probe.stdout.split() != [runtime.python, MACHINE[arch]]:
-        got = probe.stdout.strip() if probe is not None and probe.ok else (probe.tail(3) if probe else "none")
+        if probe is None:
+            got = "none"
+        else:
+            got = shorten(probe.stdout) if probe.ok else decisive_line(probe.stdout + probe.stderr)
         raise BuildError(f"the runtime image {image} has no working {name} for {MACHINE[arch]} "
                          f"(on PATH or in /var/lang/bin; found: {got})", hint=RUNTIME_IMAGE_HINT)
     return Interpreter(Path(path), runtime.python, MACHINE[arch])
@@ -151,7 +155,9 @@ def runtime_container(client, image: str, layer_root: Path, runtime: Runtime, ar
     """
     layer_root = layer_root.resolve()
     if not (layer_root / "python").is_dir():
-        raise UsageError(f"{layer_root} has no python/ directory: pass the layer's root, the directory holding python/")
+        raise UsageError(f"{layer_root} has no python/ directory: pass the layer's root, the directory holding python/",
+                         hint=f"pass the directory that holds python/ (for an unzipped layer, the folder it was "
+                              f"unzipped into), not {layer_root.name}/ itself")
     present_base(client, image, arch, on_step, what="the Lambda runtime image", hint=RUNTIME_IMAGE_HINT)
     readable_as_in_the_zip(layer_root)
     with tempfile.TemporaryDirectory(prefix="layers-task-", dir=scratch) as task:
@@ -215,11 +221,17 @@ def run_in_runtime_image(client, image: str, layer_root: Path, smoke: SmokeTest,
         seconds = time.perf_counter() - smoke_started
         interpreter = str(runtime_box.interpreter.path)
     if not result.ok or "SMOKE-OK" not in result.stdout:
-        summary = failure_summary(result.stdout + "\n" + result.stderr)
-        raise VerifyError(
-            f"smoke test failed in the Lambda runtime image {image}{': ' + summary if summary else ''}:\n"
-            f"{result.tail(12)}",
-            hint="the layer needs something Lambda's runtime image lacks: use a wheel that bundles the library "
-                 "(auditwheel repair), or ship it in the layer's lib/ (/opt/lib is on Lambda's LD_LIBRARY_PATH)")
+        output = result.stdout + "\n" + result.stderr
+        summary, said = failure_summary(output), decisive_line(output)
+        kept = keep_output(f"smoke-{runtime.name}-{arch}-runtime-image", output)
+        if summary:
+            raise VerifyError(
+                f"smoke test failed in the Lambda runtime image {image}: {summary} ({said})",
+                hint="the layer needs something Lambda's runtime image lacks: use a wheel that bundles the library "
+                     "(auditwheel repair), or ship it in the layer's lib/ (/opt/lib is on Lambda's LD_LIBRARY_PATH)"
+                     + kept)
+        raise VerifyError(f"smoke test failed in the Lambda runtime image {image}: {said}",
+                          hint="fix the recipe's [smoke] imports or code, or the strip rule that removed what it "
+                               "needs (keep globs; strip profile 'none' to compare)" + kept)
     return RuntimeImageResult(image, interpreter, LAMBDA_USER, seconds, time.perf_counter() - started,
                               result.tail(5))

@@ -105,3 +105,91 @@ def test_the_test_run_caches_in_its_own_folder_never_the_users(own_cache_dir, tm
 
     assert cache_dir() == own_cache_dir
     assert tmp_path_factory.getbasetemp() in cache_dir().parents
+
+
+# -- a base image that fails the contract: one line naming what it lacks, the build log in a file ----------------
+
+def _contract_log(*output: str, code: int = 1, python: str = "3.12", os_name: str = "amazonlinux2023") -> list[dict]:
+    """docker-py's build log of ``dockerfiles/<os>.Dockerfile`` whose RUN line printed ``output`` and failed."""
+    from builder.backends.images import DOCKERFILES
+
+    text = (DOCKERFILES / f"{os_name}.Dockerfile").read_text()
+    run = " ".join(line.rstrip("\\").strip() for line in text.split("RUN ", 1)[1].split("\nENV")[0].splitlines())
+    command = run.replace("${PYTHON}", python)
+    failed = f"The command '/bin/sh -c {command}' returned a non-zero code: {code}"
+    return [
+        {"stream": "Step 1/5 : ARG BASE_IMAGE"}, {"stream": "\n"},
+        {"stream": "Step 2/5 : FROM ${BASE_IMAGE}"}, {"stream": "\n"}, {"stream": " ---> 5f1c0bd8e5a2\n"},
+        {"stream": "Step 3/5 : ARG PYTHON"}, {"stream": "\n"}, {"stream": " ---> Running in 0c3f5e1d2b7a\n"},
+        {"stream": "Removing intermediate container 0c3f5e1d2b7a\n"}, {"stream": " ---> 9a8b7c6d5e4f\n"},
+        {"stream": f"Step 4/5 : RUN {run}"}, {"stream": "\n"}, {"stream": " ---> Running in 4d2e6f8a0b1c\n"},
+        *({"stream": line + "\n"} for line in output),
+        {"errorDetail": {"code": code, "message": failed},
+         "error": failed},
+    ]
+
+
+PIP_VERSION = "pip 23.0.1 from /usr/lib/python3/dist-packages/pip (python 3.11)"
+NO_HEADERS = "no /usr/include/python3.12/Python.h: the contract needs the Python headers"
+
+
+@pytest.mark.parametrize("output,code,missing", [
+    (["/bin/sh: 1: python3.12: not found"], 127,
+     "the image has no python3.12: the contract needs the runtime's Python on PATH"),
+    (["/usr/bin/python3.12: No module named pip"], 1,
+     "the image's python3.12 has no pip: the contract needs python3.12 -m pip"),
+    (["/bin/sh: 1: yum: not found", PIP_VERSION.replace("3.11", "3.12"), "/bin/sh: 1: strip: not found"], 127,
+     "the image has no strip: the contract needs binutils strip"),
+    (["/bin/sh: 1: yum: not found", PIP_VERSION.replace("3.11", "3.12"), "/bin/sh: 1: cc: not found"], 127,
+     "the image has no cc: the contract needs a C compiler as cc"),
+    ([PIP_VERSION.replace("3.11", "3.12"), NO_HEADERS],
+     1, "the image has no Python.h (/usr/include/python3.12/Python.h): the contract needs the Python headers"),
+    ([PIP_VERSION.replace("3.11", "3.12")], 1, "the image has no timeout: the contract needs coreutils timeout"),
+], ids=["python", "pip", "strip", "cc", "headers", "timeout"])
+def test_the_contract_failure_names_what_the_image_lacks(output, code, missing):
+    from builder.backends.images import build_log_text, contract_failure
+
+    assert contract_failure(build_log_text(_contract_log(*output, code=code)), "3.12") == missing
+
+
+def test_an_unknown_build_failure_gives_the_logs_decisive_line():
+    from builder.backends.images import build_log_text, contract_failure
+
+    log = build_log_text(_contract_log("E: Unable to locate package binutils", "cc: error: unrecognized option"))
+    assert contract_failure(log, "3.12") == "cc: error: unrecognized option"
+
+
+class _Images:
+    """docker-py's ``client.images``: the base is there, the build image is not, and building it fails."""
+
+    def __init__(self, build_log: list[dict]) -> None:
+        self.build_log = build_log
+
+    def get(self, name):
+        import docker.errors
+
+        if name.startswith("lambda-layer-builder/build:"):
+            raise docker.errors.ImageNotFound(name)
+        return type("Image", (), {"attrs": {"Id": "sha256:base", "Architecture": "amd64"}})()
+
+    def build(self, **kwargs):
+        import docker.errors
+
+        raise docker.errors.BuildError(self.build_log[-1]["error"], iter(self.build_log))
+
+
+def test_a_base_image_without_python_headers_fails_in_one_line_and_keeps_the_log(tmp_path):
+    from builder.backends.images import ensure_build_image
+    from builder.runtimes import get_runtime
+
+    output = [PIP_VERSION.replace("3.11", "3.12"), NO_HEADERS]
+    client = type("Client", (), {"images": _Images(_contract_log(*output))})()
+    with pytest.raises(BuildError) as caught:
+        ensure_build_image(client, get_runtime("python3.12"), "x86_64", "debian:bookworm", log_dir=tmp_path)
+    error = caught.value
+    assert error.message == ("the build image from debian:bookworm fails the base-image contract: the image has no "
+                             "Python.h (/usr/include/python3.12/Python.h): the contract needs the Python headers")
+    assert "\n" not in error.hint and "--base-image" in error.hint
+    (log,) = tmp_path.glob("build-image-*.log")
+    assert str(log) in error.hint
+    assert "Step 4/5 : RUN" in log.read_text() and "returned a non-zero code: 1" in log.read_text()
