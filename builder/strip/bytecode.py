@@ -29,6 +29,7 @@ from pathlib import Path
 from ..errors import BuildError
 from ..runner import Runner
 from ..verify.interpreters import Interpreter
+from ..verify.output import decisive_line, keep_output
 
 # The zip's fixed timestamp (1980-01-01 00:00:00 UTC) as a Unix time.
 FIXED_MTIME = 315532800
@@ -123,8 +124,11 @@ def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner
         script.write_text(_COMPILE)
         result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, LAYER_ROOT, docstrings],
                             timeout=3600)
+    output = result.stdout + result.stderr
     if result.returncode not in (0, 1):  # 1: some files did not compile, reported below
-        raise BuildError(f"compiling bytecode with python{interpreter.version} failed:\n{result.tail()}")
+        raise BuildError(f"compiling bytecode with python{interpreter.version} failed: {decisive_line(output)}",
+                         hint="set bytecode = 'none' in the recipe to ship sources only"
+                              + keep_output(f"bytecode-python{interpreter.version}", output))
     sources = sorted(tree.rglob("*.py"))
     tag = f"cpython-{interpreter.version.replace('.', '')}"
     compiled, missing, removed = 0, [], 0
@@ -139,5 +143,8 @@ def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner
         else:
             missing.append(source.relative_to(tree).as_posix())
     if sources and not compiled:  # e.g. the compiler's worker pool died: not "some files did not compile"
-        raise BuildError(f"python{interpreter.version} compiled none of {len(sources)} modules:\n{result.tail()}")
+        raise BuildError(f"python{interpreter.version} compiled none of {len(sources)} modules: "
+                         f"{decisive_line(output)}",
+                         hint="set bytecode = 'none' in the recipe to ship sources only"
+                              + keep_output(f"bytecode-python{interpreter.version}", output))
     return BytecodeResult(mode, docstrings, compiled, removed, tuple(missing))

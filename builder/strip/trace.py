@@ -37,6 +37,7 @@ from ..recipe import SmokeTest
 from ..runner import Runner
 from ..verify.elf import ElfInfo, elf_files, read_elf
 from ..verify.interpreters import Interpreter
+from ..verify.output import decisive_line, keep_output
 from ..verify.smoke import run_smoke_test, run_workload
 from .rules import prune_empty_dirs
 
@@ -212,7 +213,11 @@ class Pruner:
                                   prelude=_TRACE_PRELUDE, epilogue=_TRACE_EPILOGUE,
                                   env={"LAYERS_TRACE_OUT": str(out)})
             if not result.ok or "TRACE-OK" not in result.stdout:
-                raise VerifyError(f"the workload failed under the tracer:\n{result.tail(10)}")
+                output = result.stdout + result.stderr
+                raise VerifyError(
+                    f"the smoke workload failed under the tracer: {decisive_line(output)}",
+                    hint="make the recipe's [smoke] pass with strip profile 'standard' first, then use 'trace'"
+                         + keep_output(f"trace-python{self.interpreter.version}", output))
             return set(json.loads(out.read_text()))
 
     def passes(self) -> tuple[bool, str]:

@@ -54,6 +54,8 @@ _GLIBC_RE = re.compile(r"^GLIBC_(\d+)\.(\d+)")
 _PAGE = 0x1000
 # Whatever a damaged file can make pyelftools raise while parsing it.
 _PARSE_ERRORS = (ELFError, ConstructError, struct.error, ValueError, IndexError, KeyError, EOFError, OSError)
+DAMAGED_HINT = ("if the layer does not need the file, drop it with a [strip] remove glob; else pin another release "
+                "of the package that ships it")
 
 
 def is_elf(path: Path) -> bool:
@@ -104,12 +106,12 @@ def read_elf(path: Path) -> ElfInfo:
         with open(path, "rb") as f:
             elf, problem = _open(f, size)
             if problem:
-                raise VerifyError(f"{path}: {problem}")
+                raise VerifyError(f"{path}: {problem}", hint=DAMAGED_HINT)
             return _read(elf, path, size)
     except VerifyError:
         raise
     except _PARSE_ERRORS as exc:
-        raise VerifyError(f"{path}: unreadable ELF file ({_describe(exc)})") from None
+        raise VerifyError(f"{path}: unreadable ELF file ({_describe(exc)})", hint=DAMAGED_HINT) from None
 
 
 def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
@@ -126,7 +128,8 @@ def _read(elf: ELFFile, path: Path, size: int) -> ElfInfo:
         if name == ".symtab" or name.startswith((".debug_", ".zdebug_")):
             has_debug = True
         if section["sh_type"] != "SHT_NOBITS" and section["sh_offset"] + section["sh_size"] > size:
-            raise VerifyError(f"{path}: section {name or '?'} extends past the end of the file (truncated?)")
+            raise VerifyError(f"{path}: section {name or '?'} extends past the end of the file (truncated?)",
+                              hint=DAMAGED_HINT)
         if isinstance(section, DynamicSection) and not dynamic_seen:
             dynamic_seen = True
             soname, needed, rpath, runpath = _dynamic(section)

