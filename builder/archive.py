@@ -239,9 +239,12 @@ def open_layer_zip(path: Path) -> zipfile.ZipFile:
             if kind not in (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
                 raise UsageError(f"{path}: member {name!r} is a device, FIFO or socket, not a file",
                                  hint="a layer holds files, directories and symlinks only")
-            if "\0" in name or "\\" in name or name.startswith("/") or ".." in name.split("/"):
+            # orig_filename: zipfile cuts a name at its first NUL, so "python/a\0b" would read as "python/a".
+            if "\0" in info.orig_filename or "\\" in name or name.startswith("/") or ".." in name.split("/"):
                 raise UsageError(f"{path}: member {name!r} would be extracted outside /opt",
                                  hint="a layer zip holds relative paths (python/..., lib/...) only")
+            if kind == stat.S_IFLNK:
+                _check_link(archive, info, path)
             declared += info.file_size
         if declared > MAX_DECLARED_BYTES:
             raise UsageError(f"{path} declares {declared:,} bytes unpacked, more than any Lambda limit",
@@ -250,6 +253,55 @@ def open_layer_zip(path: Path) -> zipfile.ZipFile:
         archive.close()
         raise
     return archive
+
+
+def _check_link(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> None:
+    """A symlink member must point inside the layer: Lambda unpacks it under /opt as it is."""
+    if info.file_size > 4096:
+        raise UsageError(f"{path}: symlink {info.filename!r} has a {info.file_size:,}-byte target",
+                         hint="a symlink's target is a short path inside the layer")
+    target = read_member_head(archive, info, 4096).decode("utf-8", "replace")
+    # Absolute targets are fine inside /opt, where Lambda puts the layer; relative ones must not climb out.
+    if target.startswith("/"):
+        parts = target.split("/")[1:]
+        parts, depth = (parts[1:], 0) if parts[:1] == ["opt"] else ([], -1)
+    else:
+        parts, depth = target.split("/"), len(info.filename.rstrip("/").split("/")) - 1
+    for part in parts:
+        if part == "..":
+            depth -= 1
+        elif part not in ("", "."):
+            depth += 1
+        if depth < 0:
+            break
+    if depth < 0 or "\0" in target:
+        raise UsageError(f"{path}: symlink {info.filename!r} points outside /opt (to {target!r})",
+                         hint="a layer's symlinks point inside it (relative, without leaving /opt)")
+
+
+def verify_layer_zip(path: Path) -> None:
+    """Open ``path`` as ``open_layer_zip`` does, then read every member whole, checking its size and CRC.
+
+    For the commands that vouch for a zip (report, check, publish, a build's
+    --compare-to, diff): a damaged member would otherwise pass them and fail
+    only when Lambda unpacks the layer. Memory stays bounded: members are
+    read in chunks, and the total was bounded from the central directory.
+    """
+    with open_layer_zip(path) as archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            read = 0
+            try:
+                with archive.open(info) as member:
+                    while block := member.read(CHUNK_SIZE):
+                        read += len(block)
+            except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error) as exc:
+                raise UsageError(f"{path}: member {info.filename!r} cannot be read: {exc}",
+                                 hint=DAMAGED_ZIP_HINT) from None
+            if read != info.file_size:  # zipfile checks the CRC, not the size the directory declares
+                raise UsageError(f"{path}: member {info.filename!r} declares {info.file_size:,} bytes and holds "
+                                 f"{read:,}", hint=DAMAGED_ZIP_HINT)
 
 
 def read_member_head(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> bytes:

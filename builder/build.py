@@ -119,9 +119,9 @@ def check_outputs(recipe: Recipe, archs: tuple[str, ...] | list[str], options: B
                 raise UsageError(f"--out: {path} exists and is not a regular file, so the build could not replace it",
                                  hint="remove it, or give another --out")
     if options.compare_to is not None:
-        from .archive import open_layer_zip
+        from .archive import verify_layer_zip
 
-        open_layer_zip(options.compare_to).close()  # refuses a missing, damaged or hostile zip now, not after the build
+        verify_layer_zip(options.compare_to)  # refuses a missing, damaged or hostile zip now, not after the build
 
 
 def build(recipe: Recipe, arch: str, backend: Backend,

@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .archive import open_layer_zip, read_member_head
+from .archive import open_layer_zip, read_member_head, verify_layer_zip
 
 _DIST_INFO = re.compile(r"^(?:python/)?([^/]+)-([^/-]+)\.dist-info/")
 _ELF_MAGIC = b"\x7fELF"
@@ -98,6 +98,8 @@ def _read(path: Path) -> dict[str, zipfile.ZipInfo]:
 
 
 def compare_zips(first: Path, second: Path) -> Comparison:
+    verify_layer_zip(first)
+    verify_layer_zip(second)
     a, b = _read(first), _read(second)
     versions_a, versions_b = _versions(list(a)), _versions(list(b))
     differences = []

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..archive import DAMAGED_ZIP_HINT, open_layer_zip
+from ..archive import DAMAGED_ZIP_HINT, open_layer_zip, verify_layer_zip
 from ..errors import UsageError, VerifyError
 from ..runtimes import MACHINE, VERSION_FAMILIES, SystemLibraries, all_runtimes
 from .elf import ELF_MAGIC, ElfInfo, elf_files, read_elf
@@ -400,8 +400,11 @@ def check_zips(zips: list[Path], libs: SystemLibraries) -> LoadCheck:
 
     Only ELF files and symlinks are written: nothing else can satisfy a need.
     Raises UsageError for a file that is not a zip or a member that would
-    land outside /opt (an absolute name, a ``..``, a symlink leading out).
+    land outside /opt (an absolute name, a ``..``, a symlink leading out),
+    and for a damaged one (a bad CRC or size, in any member, ELF or not).
     """
+    for path in zips:
+        verify_layer_zip(path)
     with tempfile.TemporaryDirectory(prefix="layers-check-") as temp, ExitStack() as stack:
         root = Path(temp).resolve()
         opened: dict[Path, zipfile.ZipFile] = {}
