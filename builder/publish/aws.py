@@ -275,6 +275,7 @@ class AwsClient:
             ResponseStreamingError,
         )
         from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.parsers import ResponseParserError
 
         last = ""
         for attempt in range(1, self.max_attempts + 1):
@@ -297,6 +298,11 @@ class AwsClient:
             except BotoCoreError as exc:
                 raise AwsError(f"{operation} in {region}: {exc}",
                                hint="check AWS credentials and region (AWS_PROFILE, AWS_ENDPOINT_URL)") from None
+            except ResponseParserError as exc:
+                # Not a BotoCoreError: an answer that is not AWS's (a proxy's page, a wrong AWS_ENDPOINT_URL).
+                first = " ".join(str(exc).split())[:200]
+                raise AwsError(f"{operation} in {region}: the answer is not an AWS response ({first})",
+                               hint="check AWS_ENDPOINT_URL and any proxy between here and AWS") from None
             if attempt == self.max_attempts:
                 break
             self.retries.append(RetryRecord(operation, region, attempt, last, delay))
