@@ -237,18 +237,49 @@ def _fields_at(loc: tuple) -> list[str]:
     return [f for f in model.model_fields if f != "source"]
 
 
-def _describe(error: dict) -> tuple[str, str, str | None]:
+# What each key looks like, for the hint of an error about it.
+EXAMPLES = {
+    "name": 'name = "np311" (lowercase letters, digits, ".", "_", "-"; the file\'s name)',
+    "description": 'description = "NumPy 2.2 for Python 3.11" (at most 4,096 characters)',
+    "license": 'license = "BSD-3-Clause" (an SPDX expression, at most 512 characters)',
+    "runtime": 'runtime = "python3.12" (a Lambda Python runtime)',
+    "architectures": 'architectures = ["x86_64", "arm64"] (each once)',
+    "requirements": 'requirements = ["numpy==2.2.6"] (PEP 508 lines from the index, each distribution once)',
+    "layer_name": 'layer_name = "numpy-py311" (letters, digits, "-" and "_", at most 140)',
+    "reserve": 'reserve = "10MiB" (a size: a number of bytes, or with KB/MB/GB)',
+    "bytecode": 'bytecode = "none" (or "alongside", "only")',
+    "compression": "compression = 6 (an integer from 0 to 9)",
+    "base_image": 'base_image = "" (the default) or an image reference',
+    "runtime_image": 'runtime_image = "" (the default) or an image reference',
+    "strip": '[strip] table with profile, remove, keep, drop, docstrings',
+    "strip.profile": 'profile = "standard" (or "none", "trace")',
+    "strip.remove": 'remove = ["tensorflow/contrib/**"] (globs inside the layer\'s python/)',
+    "strip.keep": 'keep = ["scipy/special/**"] (globs inside the layer\'s python/)',
+    "strip.drop": 'drop = ["tensorboard"] (distribution names, each once)',
+    "strip.docstrings": 'docstrings = "keep" (or "empty", with bytecode = "only")',
+    "include": "[include] table with model_loader",
+    "include.model_loader": "model_loader = true (or false)",
+    "smoke": '[smoke] table with imports and code',
+    "smoke.imports": 'imports = ["numpy", "PIL.Image"] (1 to 100 module names, each once)',
+    "smoke.code": 'code = """import numpy; assert numpy.ones(3).sum() == 3""" (Python source)',
+}
+
+
+def _describe(error: dict) -> tuple[str, str, str]:
     loc = tuple(p for p in error["loc"] if not isinstance(p, int))  # "architectures", not "architectures.0"
     key = ".".join(str(p) for p in loc) or "(top level)"
+    example = EXAMPLES.get(key)
     if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1)
-        return key, "unknown key", (f"did you mean {close[0]!r}?" if close else None)
+        allowed = _fields_at(loc)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        return key, "unknown key", (f"did you mean {close[0]!r}?" if close
+                                    else f"remove it; the keys here are {', '.join(allowed)}")
     if error["type"] == "missing":
-        return key, "required key is missing", None
+        return key, "required key is missing", f"add it, e.g. {example}" if example else "add it"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "literal_error":
         message = "must be " + message.removeprefix("Input should be ")
-    return key, message, None
+    return key, message, f"for example: {example}" if example else "see recipes/np311.toml for the shape"
 
 
 def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
@@ -278,7 +309,8 @@ def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
                           "docstrings are emptied in the compiled modules, and other modes ship the sources",
                           hint="set bytecode = \"only\", or remove strip.docstrings")
     if recipe.reserve >= UNZIPPED_LIMIT:
-        raise RecipeError(f"{source}: reserve: {recipe.reserve} bytes leaves no room for the layer (limit {UNZIPPED_LIMIT})")
+        raise RecipeError(f"{source}: reserve: {recipe.reserve} bytes leaves no room for the layer (limit {UNZIPPED_LIMIT})",
+                          hint="the reserve is the room kept for the function's own code: e.g. reserve = \"10MiB\"")
     return recipe
 
 
@@ -309,7 +341,7 @@ def load_recipe(name_or_path: str | Path, recipes_dir: Path | None = None) -> Re
     except UnicodeDecodeError as exc:
         raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start})", hint="save the recipe as UTF-8") from None
     except OSError as exc:
-        raise RecipeError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise RecipeError(f"{path}: cannot read: {exc.strerror or exc}", hint="check the file's path and permissions") from None
     if _depth(data) > MAX_RECIPE_DEPTH:
         raise RecipeError(f"{path}: nested more than {MAX_RECIPE_DEPTH} levels deep: not a recipe",
                           hint="see recipes/np311.toml for the shape")
@@ -360,12 +392,14 @@ def resolve_recipe_path(name_or_path: str | Path, recipes_dir: Path | None = Non
     try:
         kind = _file_kind(path)
     except OSError as exc:
-        raise RecipeError(f"{text}: cannot read: {exc.strerror or exc}") from None
+        raise RecipeError(f"{text}: cannot read: {exc.strerror or exc}", hint="check the recipe's path") from None
     if kind not in ("file", "missing"):
         raise RecipeError(f"{path} is {kind}, not a recipe file", hint="give a recipe's .toml file")
     if kind == "missing":
         known = sorted(p.stem for p in path.parent.glob("*.toml")) if path.parent.is_dir() else []
         close = difflib.get_close_matches(path.stem, known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else (f"known recipes: {', '.join(known)}" if known else None)
+        hint = f"did you mean {close[0]!r}?" if close else (f"known recipes: {', '.join(known)}" if known
+                                                            else f"there are no recipes in {path.parent}; "
+                                                                 "make one with: layers init NAME -r requirements.txt")
         raise RecipeError(f"no recipe {path}", hint=hint)
     return path
