@@ -81,3 +81,30 @@ def _nesting(text: str) -> int:
         elif char in "]}":
             depth -= 1
     return deepest
+
+
+def kind_of(path: Path, what: str, *, error: type[LayerError] = UsageError, hint: str | None = None) -> str:
+    """"missing", "file", "directory", "FIFO" or "special file": asked without following the path's work.
+
+    An OSError (a 5,000-character name, a loop of symlinks) becomes ``error``
+    naming ``what``, where ``Path.exists`` would raise it.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        shown = str(path) if len(str(path)) <= 80 else str(path)[:80] + "..."
+        raise error(f"{what} {shown}: {exc.strerror or exc}", hint=hint or "check the path") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    return "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "special file"
+
+
+def check_directory_option(path: Path, option: str, *, must_exist: bool = False) -> None:
+    """A directory option (``--recipes``, ``--manifests``, ``--out``) names a directory, or nothing yet."""
+    kind = kind_of(path, option)
+    if kind == "missing" and must_exist:
+        raise UsageError(f"{option} {path}: no such directory", hint=f"give {option} an existing directory")
+    if kind not in ("missing", "directory"):
+        raise UsageError(f"{option} {path} is a {kind}, not a directory", hint=f"give {option} a directory")

@@ -354,6 +354,11 @@ def write_recipe(name: str, requirements_file: Path, runtime: str, architectures
 
     ``runner=None`` guesses the imports from the names instead and needs no network.
     """
+    from .files import check_directory_option
+    from .recipe import check_recipe_name
+
+    check_recipe_name(name)
+    check_directory_option(recipes_dir, "--recipes")
     path = recipes_dir / f"{name}.toml"
     if path.exists() and not force:
         raise UsageError(f"{path} exists", hint="pass --force to overwrite it")

@@ -85,9 +85,11 @@ class BudgetPlan:
 
 def plan_budget(function: int, layers: list[Item], models: list[Item], ephemeral: int = EPHEMERAL_DEFAULT) -> BudgetPlan:
     if len(layers) > MAX_LAYERS:
-        raise UsageError(f"{len(layers)} layers: a Lambda function takes at most {MAX_LAYERS}")
+        raise UsageError(f"{len(layers)} layers: a Lambda function takes at most {MAX_LAYERS}",
+                         hint="merge layers (one recipe can hold several stacks), or build a container image")
     if not EPHEMERAL_DEFAULT <= ephemeral <= EPHEMERAL_MAX:
-        raise UsageError(f"--ephemeral must be between 512 MB and 10,240 MB, not {human(ephemeral)}")
+        raise UsageError(f"--ephemeral must be between 512 MB and 10,240 MB, not {human(ephemeral)}",
+                         hint="Lambda's /tmp is 512 MB by default and can be raised to 10,240 MB")
     layer_total = sum(i.bytes for i in layers)
     model_total = sum(i.bytes for i in models)
     largest = max((i.bytes for i in models), default=0)

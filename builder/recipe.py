@@ -378,6 +378,13 @@ def default_recipes_dir() -> Path:
     return Path.cwd() / "recipes"
 
 
+def check_recipe_name(name: str) -> None:
+    if not _RECIPE_NAME.match(name):
+        shown = name if len(name) <= 70 else name[:70] + "..."
+        raise RecipeError(f"{shown!r} is not a recipe name",
+                          hint="recipe names are 1-64 lowercase letters, digits, '.', '_' and '-'")
+
+
 def resolve_recipe_path(name_or_path: str | Path, recipes_dir: Path | None = None) -> Path:
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text:
@@ -388,6 +395,10 @@ def resolve_recipe_path(name_or_path: str | Path, recipes_dir: Path | None = Non
         raise RecipeError(f"{shown!r} is not a recipe name",
                           hint="recipe names are 1-64 lowercase letters, digits, '.', '_' and '-'; or give a .toml path")
     else:
+        if recipes_dir is not None:
+            from .files import check_directory_option
+
+            check_directory_option(recipes_dir, "--recipes")
         path = (recipes_dir or default_recipes_dir()) / f"{text}.toml"
     try:
         kind = _file_kind(path)

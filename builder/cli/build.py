@@ -192,7 +192,13 @@ def list_recipes(recipes_dir: RecipesDir = None) -> None:
     """List the recipes and whether each one parses."""
     from ..recipe import default_recipes_dir, load_recipe
 
+    from ..files import check_directory_option
+
     directory = recipes_dir or default_recipes_dir()
+    try:
+        check_directory_option(directory, "--recipes", must_exist=True)
+    except LayerError as error:
+        _fail(error)
     table = Table()
     for column in ("recipe", "runtime", "architectures", "requirements", "description"):
         table.add_column(column, overflow="fold")
@@ -207,7 +213,8 @@ def list_recipes(recipes_dir: RecipesDir = None) -> None:
         table.add_row(r.name, r.runtime, ", ".join(r.architectures), ", ".join(p.text for p in r.requirements), r.description)
     out.print(table)
     if bad:
-        raise typer.Exit(RecipeError.exit_code)
+        _fail(RecipeError(f"{bad} of {len(table.rows)} recipes in {directory} are invalid (see the table)",
+                          hint="layers build NAME names the first problem of a recipe, with a hint"))
 
 
 @app.command()

@@ -66,14 +66,17 @@ def _system_libraries(runtime: str, arch: str):
 
 
 def _check_argument(path: Path) -> None:
-    if not path.exists():
+    from ..files import kind_of
+
+    kind = kind_of(path, "zip", hint="give the path of a layer zip")
+    if kind == "missing":
         raise UsageError(f"{path}: no such file", hint="give the path of a layer zip")
-    if not path.is_file():
+    if kind != "file":
         raise UsageError(f"{path} is not a regular file", hint="give the path of a layer zip, not a directory")
     try:
         is_zip = zipfile.is_zipfile(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}", hint="check the zip's path and permissions") from None
     if not is_zip:
         raise UsageError(f"{path} is not a zip", hint="give a layer zip (python/... inside)")
 

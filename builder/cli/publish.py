@@ -7,6 +7,7 @@ reporter; the library does the work (``publish``, ``manifest``, ``plan``).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -141,6 +142,7 @@ def publish(
     """Publish a built layer as a new version in every asked region that lacks this zip."""
     from ..publish.executor import Executor, read_latest
     from ..publish.manifest import Manifest, manifest_path
+    from ..files import check_directory_option
     from ..publish.plan import Grant, PublishRequest, check_arguments, check_loads, check_request, make_plan
 
     reporter = RichReporter(err, quiet=as_json)
@@ -157,6 +159,7 @@ def publish(
         check_arguments(request)  # before a missing zip is built
         _check_runtime_names(request.runtimes)
         _check_arch(arch)
+        check_directory_option(manifests, "--manifests")
         aws = _aws_client()  # a bad environment is refused before a zip is read or built, and no request is sent
         artifacts = _artifacts(target, arch, out_dir, recipes_dir, reporter, verbose)
         for artifact in artifacts:  # before any AWS call
@@ -317,7 +320,7 @@ def _size(text: str, what: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise UsageError(f"{what}: {exc}") from None
+        raise UsageError(f"{what}: {exc}", hint="a size is a number of bytes, or one with KB, MB or GB: 150MB") from None
 
 
 def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
@@ -327,6 +330,8 @@ def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
 
     if "=" in text:
         name, size = text.rsplit("=", 1)
+        if not name.strip():
+            raise UsageError(f"--layer {text!r} names no layer", hint="give NAME=SIZE, e.g. --layer numpy=60MB")
         return Item(name, _size(size, f"--layer {text}"), "given")
     if text.endswith(".zip"):
         artifact = load_artifact(Path(text))
@@ -340,14 +345,22 @@ def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
     return Item(artifact.recipe, artifact.unzipped_bytes, f"build report of {artifact.zip_path.name}")
 
 
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
 def _plan_model(text: str):
     from ..plan import Item
 
     location, size = text.rsplit("=", 1) if "=" in text else (text, "")
-    if size:
+    if not location.strip():
+        raise UsageError(f"--model {text!r} names no model", hint="give PATH, s3://BUCKET/KEY, or NAME=SIZE")
+    if size or "=" in text:
         return Item(location, _size(size, f"--model {text}"), "given")
     if location.startswith("s3://"):
         bucket, _, key = location[5:].partition("/")
+        if not _S3_BUCKET.fullmatch(bucket) or not key or len(key) > 1024:
+            raise UsageError(f"--model {location!r} is not s3://BUCKET/KEY",
+                             hint="an S3 bucket name (3-63 lowercase letters, digits, '.', '-') and a key")
         aws = _aws_client()
         region = (aws.call("s3", "us-east-1", "GetBucketLocation", Bucket=bucket).get("LocationConstraint")
                   or "us-east-1")
@@ -376,6 +389,7 @@ def plan_command(
     from ..plan import plan_budget
 
     try:
+        _check_arch(arch)
         layers = [_plan_layer(text, arch, out_dir, recipes_dir) for text in layer or []]
         models = [_plan_model(text) for text in model or []]
         plan = plan_budget(_size(function_size, "--function-size"), layers, models,

@@ -24,12 +24,13 @@ def _load_recipes(names: list[str], all_recipes: bool, recipes_dir: Path | None)
     from ..recipe import default_recipes_dir, load_recipe
 
     if bool(names) == all_recipes:
-        raise UsageError("name the recipes, or pass --all")
+        raise UsageError("name the recipes, or pass --all" if not names else "name the recipes or pass --all, not both",
+                         hint="layers rebuild tf18 np311, or layers rebuild --all")
     if all_recipes:
         directory = recipes_dir or default_recipes_dir()
         names = sorted(p.stem for p in directory.glob("*.toml"))
         if not names:
-            raise UsageError(f"no recipes in {directory}")
+            raise UsageError(f"no recipes in {directory}", hint="make one with: layers init NAME -r requirements.txt")
     return [load_recipe(name, recipes_dir) for name in names]
 
 
@@ -94,18 +95,29 @@ def rebuild(
     from ..publish.plan import Grant, PublishRequest, check_arguments
     from ..rebuild.rebuild import Rebuilder, RebuildOptions
 
+    from ..build import BuildOptions, check_outputs
+    from ..files import check_directory_option
+
     reporter = RichReporter(err, quiet=as_json)
     try:
+        if arch is not None and arch not in ("x86_64", "arm64"):
+            raise UsageError(f"--arch {arch!r} is not a Lambda architecture", hint="x86_64 or arm64")
+        if not 0 <= jobs <= 64:
+            raise UsageError(f"--jobs {jobs} is not a number of recipes at once from 1 to 64",
+                             hint="leave it out (0) for the machine's cores")
         loaded = _load_recipes(list(recipes or []), all_recipes, recipes_dir)
+        check_directory_option(manifests, "--manifests")
+        for recipe in loaded:  # a build's outputs that could not be delivered are refused before resolving
+            check_outputs(recipe, [arch] if arch else list(recipe.architectures), BuildOptions(out_dir=out_dir))
         request = None
         if publish_too:
             if not regions:
-                raise UsageError("--publish needs --regions")
+                raise UsageError("--publish needs --regions", hint="e.g. --publish --regions us-east-1,eu-west-1")
             request = PublishRequest(regions=_split(regions), grants=(Grant.public(),) if public else ())
             check_arguments(request)  # a region typo is refused before anything is resolved
             check_aws_environment()   # and so is a bad AWS environment
         elif regions or public:
-            raise UsageError("--regions and --public go with --publish")
+            raise UsageError("--regions and --public go with --publish", hint="add --publish, or drop them")
         options = RebuildOptions(out_dir=out_dir, manifests=manifests, publish=request, base_image=base_image,
                                  jobs=jobs)
         outcomes = Rebuilder(_runner(verbose), reporter, options, aws_factory=_aws_client).run(loaded, arch)
@@ -117,6 +129,8 @@ def rebuild(
         _show_rebuild(outcomes)
     if any(o.failed for o in outcomes):
         err.print(styled("bold red", "error: ", "some recipes failed (see the table); the others were done"))
+        err.print(styled("dim", "hint: ", "layers build NAME shows one recipe's failure with its hint; "
+                                          "rebuild again to retry only what failed"))
         raise typer.Exit(8)
 
 

@@ -84,8 +84,8 @@ def _check_shape(data, shape: dict, name: str, where: str = "") -> None:
 
 def load_artifact(zip_path: Path) -> Artifact:
     """The build at ``zip_path``, checked against its report."""
-    report_path = report_path_for(zip_path)
     verify_layer_zip(zip_path)  # missing, not a file, hostile or damaged: refused before its report is read
+    report_path = report_path_for(zip_path)
     if not report_path.is_file():
         raise UsageError(f"no report beside {zip_path} (expected {report_path.name})",
                          hint="reports are written by 'layers build'")

@@ -58,6 +58,18 @@ _REGION_SHAPE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _PLAIN_NUMBER = re.compile(r"^(\d+(\.\d*)?|\.\d+)$")
 
 
+def _hint_for(code: str, operation: str) -> str:
+    """What to do about an AWS error that retrying will not fix."""
+    if "AccessDenied" in code or code in ("UnauthorizedOperation", "AuthorizationError"):
+        return f"the credentials may not call {operation}: see the README's IAM policy for publishing"
+    if code in ("UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
+                "InvalidSignatureException", "SignatureDoesNotMatch"):
+        return "the credentials are not valid here: check AWS_PROFILE or renew them"
+    if "NotFound" in code or code in ("NoSuchKey", "NoSuchBucket"):
+        return "check the name and region; it may have been deleted"
+    return "see the AWS error code above in the service's documentation"
+
+
 class AwsError(LayerError):
     """An AWS call failed (after retries, where retrying made sense)."""
 
@@ -289,7 +301,8 @@ class AwsClient:
                 status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
                 message = error.get("Message") or str(exc)
                 if code not in RETRYABLE_CODES and status < 500 and status != 429:
-                    raise AwsError(f"{operation} in {region}: {code}: {message}", code=code, status=status) from None
+                    raise AwsError(f"{operation} in {region}: {code}: {message}", code=code, status=status,
+                                   hint=_hint_for(code, operation)) from None
                 last = f"{code or status}: {message}"
                 delay = _retry_after(exc.response) or self._backoff(attempt)
             except (ConnectionClosedError, ReadTimeoutError, ResponseStreamingError, BotoConnectionError) as exc:
@@ -311,7 +324,8 @@ class AwsClient:
                 done = before_retry()
                 if done is not None:
                     return done
-        raise AwsError(f"{operation} in {region} failed after {self.max_attempts} attempts: {last}")
+        raise AwsError(f"{operation} in {region} failed after {self.max_attempts} attempts: {last}",
+                       hint="AWS is throttling or unreachable: run again later, or raise LAYERS_AWS_MAX_ATTEMPTS")
 
     def _backoff(self, attempt: int) -> float:
         # Full jitter: spreads the regions' retries instead of synchronising them.

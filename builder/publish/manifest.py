@@ -106,6 +106,9 @@ class Manifest:
 
 
 def manifest_path(directory: Path, recipe: str) -> Path:
+    from ..recipe import check_recipe_name
+
+    check_recipe_name(recipe)  # before the file system is asked: "../x" or 300 characters are no recipe
     return directory / f"{recipe}.json"
 
 

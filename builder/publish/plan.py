@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def check_request(artifact: Artifact, request: PublishRequest) -> None:
                          "(1-140 letters, digits, '-' and '_')", hint="set layer_name in the recipe")
     runtimes = compatible_runtimes(artifact, request)
     if len(runtimes) > limits["runtimes_max"]:
-        raise UsageError(f"{len(runtimes)} compatible runtimes; Lambda takes at most {limits['runtimes_max']}")
+        raise UsageError(f"{len(runtimes)} compatible runtimes; Lambda takes at most {limits['runtimes_max']}", hint="name fewer with --runtimes")
     if artifact.arch not in limits["architectures"]:
         raise UsageError(f"{artifact.arch!r} is not a Lambda architecture", hint="x86_64 or arm64")
     if len(layer_description(artifact)) > limits["description_max"]:
@@ -114,12 +115,19 @@ def check_arguments(request: PublishRequest) -> None:
     check_regions(request.regions)
     for grant in request.grants:
         if grant.kind == "organization" and not _ORG.match(grant.organization_id or ""):
-            raise UsageError(f"--org-id {grant.organization_id!r} is not an organization ID (o-xxxxxxxxxx)")
+            raise UsageError(f"--org-id {grant.organization_id!r} is not an organization ID (o-xxxxxxxxxx)",
+                             hint="give the ID AWS Organizations shows: o- and 10 to 32 lowercase letters or digits")
         if grant.kind == "account" and not _ACCOUNT.match(grant.principal):
             raise UsageError(f"--principal {grant.principal!r} is not an AWS account ID (12 digits)",
                              hint="to let every account use the layer, say so with --public")
         if grant.kind == "public" and (grant.principal != "*" or grant.organization_id):
-            raise UsageError("a public grant is for everyone ('*') and no organization")
+            raise UsageError("a public grant is for everyone ('*') and no organization",
+                             hint="use --public alone, or --principal/--org-id without it")
+    kinds = {grant.kind for grant in request.grants}
+    if "public" in kinds and kinds - {"public"}:
+        # --public already lets every account in: a --principal or --org-id beside it would read as a limit.
+        raise UsageError("--public with --principal or --org-id: the layer would be public to every account",
+                         hint="drop --public to share with those accounts only, or drop the others")
     if not request.direct_upload:
         check_bucket_template(request.bucket_template)
 
@@ -158,7 +166,7 @@ def compatible_runtimes(artifact: Artifact, request: PublishRequest) -> list[str
                              f"{name} runs Python {runtime.python}",
                              hint="build the recipe for that runtime instead")
         if artifact.arch not in runtime.architectures:
-            raise UsageError(f"{name} does not run on {artifact.arch}")
+            raise UsageError(f"{name} does not run on {artifact.arch}", hint="choose --runtimes that run on the zip's architecture")
     return names
 
 
@@ -180,10 +188,17 @@ def check_bucket_template(template: str) -> None:
         raise UsageError(f"the bucket template {template!r} has no {{region}}",
                          hint="Lambda publishes only from a bucket in the layer's own region")
     try:
+        # Only bare {account} and {region}: a format spec such as {region:>999999999} would build a GB string.
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+        bad = [name for name, spec, conversion in fields if name not in ("account", "region") or spec or conversion]
+        if bad:
+            raise ValueError(f"{{{bad[0]}...}} is not {{account}} or {{region}}")
         sample = template.format(account="123456789012", region="ap-southeast-2")
     except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise UsageError(f"the bucket template {template!r} is not valid ({exc}); "
-                         "it may hold {account} and {region}") from None
+                         "it may hold {account} and {region}",
+                         hint="e.g. --bucket-template 'layers-{account}-{region}'") from None
     if not _BUCKET.match(sample) or ".." in sample:
         raise UsageError(f"the bucket template {template!r} gives {sample!r}, not a valid S3 bucket name",
                          hint="3-63 lowercase letters, digits, '-' and '.'")
