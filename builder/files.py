@@ -56,9 +56,14 @@ def parse_json(text: str, where: str, *, error: type[LayerError] = UsageError, h
     if _nesting(text) > MAX_JSON_DEPTH:
         raise error(f"{where} nests more than {MAX_JSON_DEPTH} levels deep", hint=hint)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:  # JSONDecodeError, and numbers too long to convert
         raise error(f"{where} is not valid JSON ({exc})", hint=hint) from None
+
+
+def _no_constant(name: str):
+    # NaN and Infinity are Python's extension, not JSON: no file we write holds them.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _nesting(text: str) -> int:

@@ -91,14 +91,16 @@ def read_requirements(path: Path) -> list[str]:
         try:
             parse_pin(line)
         except ValueError as exc:
-            raise UsageError(f"{path}:{number}: {exc}") from None
+            raise UsageError(f"{path}:{number}: {exc}",
+                             hint="each line is a PEP 508 requirement from the index, e.g. numpy==2.2.6") from None
         lines.append(line)
     if pending.strip():
         # A last line continued with "\\": what it starts must not be dropped silently.
         raise UsageError(f"{path}: the last line ends with '\\' and nothing continues it",
                          hint="remove the trailing backslash")
     if not lines:
-        raise UsageError(f"{path} has no requirements")
+        raise UsageError(f"{path} has no requirements",
+                         hint="list one requirement per line, e.g. numpy==2.2.6")
     return lines
 
 

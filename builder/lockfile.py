@@ -97,8 +97,8 @@ def parse_lock(data: object) -> Lock:
     if data["architecture"] not in ("x86_64", "arm64"):
         raise ValueError(f"'architecture' must be x86_64 or arm64, not {data['architecture']!r}")
     wheels = data["wheels"]
-    if not isinstance(wheels, list) or len(wheels) > _MAX_WHEELS:
-        raise ValueError(f"'wheels' must be a list of at most {_MAX_WHEELS} entries")
+    if not isinstance(wheels, list) or not 0 < len(wheels) <= _MAX_WHEELS:
+        raise ValueError(f"'wheels' must be a list of 1 to {_MAX_WHEELS} entries")
     parsed = []
     for index, entry in enumerate(wheels):
         where = f"wheels[{index}]"
@@ -129,11 +129,13 @@ def _check_locked_file(wheel: LockedWheel, where: str) -> None:
         raise ValueError(f"{where}: origin must be 'index' or 'sdist', not {wheel.origin!r}")
     if wheel.origin == "sdist" and not _SHA256.fullmatch(wheel.source_sha256):
         raise ValueError(f"{where}: a wheel built from an sdist needs the sdist's sha256 (source_sha256)")
+    if wheel.origin == "index" and wheel.source_sha256:
+        raise ValueError(f"{where}: source_sha256 is for wheels built from an sdist (origin 'sdist')")
 
 
 def lock_path(recipe: Recipe) -> Path:
     if recipe.source is None:
-        raise UsageError(f"recipe {recipe.name} has no file, so it has no lock file")
+        raise UsageError(f"recipe {recipe.name} has no file, so it has no lock file", hint="load the recipe from its .toml file")
     return recipe.source.with_suffix(".lock")
 
 

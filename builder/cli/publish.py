@@ -260,6 +260,9 @@ def arns(
             raise UsageError(f"nothing published for {recipe} ({path} does not exist)",
                              hint=f"layers publish {recipe} --regions ...")
         rows = Manifest.load(path, recipe).rows(region)
+        if not rows:
+            raise UsageError(f"nothing published for {recipe}" + (f" in {region}" if region else "") + f" ({path})",
+                             hint=f"layers publish {recipe} --regions ...")
         if fmt == "table":
             table = Table(title=f"{recipe}: published layers", title_justify="left")
             for column in ("layer", "arch", "region", "version", "ARN"):

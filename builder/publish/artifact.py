@@ -8,12 +8,14 @@ not the build's output.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..archive import open_layer_zip, sha256_of, verify_layer_zip
-from ..errors import UsageError
+from ..errors import LayerError, UsageError
 from ..files import read_json
 
 
@@ -82,6 +84,44 @@ def _check_shape(data, shape: dict, name: str, where: str = "") -> None:
                              f"not {type(data[key]).__name__}", hint="rebuild with 'layers build'")
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_LAYER_NAME = re.compile(r"[a-zA-Z0-9_-]{1,140}")
+MAX_REPORT_BYTES = 4 << 20  # a tf18 report is ~200 KB
+
+
+def _check_values(report: dict, name: str) -> None:
+    """What the shape cannot say: each value a build could have written (names, digests, sizes in range)."""
+    from ..recipe import MAX_SIZE, UNZIPPED_LIMIT, check_recipe_name
+    from ..runtimes import get_runtime
+
+    def refuse(key: str, why: str) -> None:
+        raise UsageError(f"{name}: {key} {why}: not a report written by layers build",
+                         hint="rebuild with 'layers build'")
+
+    try:
+        check_recipe_name(report["recipe"])
+        get_runtime(report["runtime"])
+    except LayerError as exc:
+        refuse("recipe or runtime", f"is not valid ({exc.message})")
+    if not _LAYER_NAME.fullmatch(report["layer_name"]):
+        refuse("layer_name", "is not a Lambda layer name")
+    if report["architecture"] not in ("x86_64", "arm64"):
+        refuse("architecture", "is not x86_64 or arm64")
+    zipped = report["zip"]
+    for key, value in (("lock_digest", report["lock_digest"]), ("zip.sha256", zipped["sha256"])):
+        if not _HEX64.fullmatch(value):
+            refuse(key, "is not a sha256 (64 hex digits)")
+    if zipped["code_sha256"] != base64.b64encode(bytes.fromhex(zipped["sha256"])).decode():
+        refuse("zip.code_sha256", "is not the base64 of zip.sha256")
+    sizes = {f"zip.{k}": zipped[k] for k in ("zipped_bytes", "unzipped_bytes")}
+    sizes |= {f"budget.{k}": report["budget"][k] for k in ("unzipped_bytes", "zipped_bytes", "direct_upload_limit")}
+    for key, value in sizes.items():
+        if not 0 <= value <= MAX_SIZE:
+            refuse(key, f"is {value}, not a size from 0 to {MAX_SIZE}")
+    if not 0 < report["budget"]["unzipped_budget"] <= UNZIPPED_LIMIT:
+        refuse("budget.unzipped_budget", f"is not within Lambda's {UNZIPPED_LIMIT:,} bytes")
+
+
 def load_artifact(zip_path: Path) -> Artifact:
     """The build at ``zip_path``, checked against its report."""
     verify_layer_zip(zip_path)  # missing, not a file, hostile or damaged: refused before its report is read
@@ -90,8 +130,9 @@ def load_artifact(zip_path: Path) -> Artifact:
         raise UsageError(f"no report beside {zip_path} (expected {report_path.name})",
                          hint="reports are written by 'layers build'")
     try:
-        report = read_json(report_path, "report", hint="rebuild with 'layers build'")
+        report = read_json(report_path, "report", hint="rebuild with 'layers build'", limit=MAX_REPORT_BYTES)
         _check_shape(report, _REPORT_SHAPE, report_path.name)
+        _check_values(report, report_path.name)
         zipped = report["zip"]
         artifact = Artifact(
             zip_path=zip_path, report=report, recipe=report["recipe"], layer_name=report["layer_name"],

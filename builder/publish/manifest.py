@@ -9,7 +9,9 @@ file that is renamed over the old one, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import os
 import tempfile
 import threading
@@ -54,20 +56,24 @@ class Manifest:
         if not path.is_file():
             return cls(path, recipe)
         try:
-            data = read_json(path, "manifest", hint="move it aside; the next publish writes a new one")
+            data = read_json(path, "manifest", hint="move it aside; the next publish writes a new one",
+                             limit=MAX_MANIFEST_BYTES)
             entries = {}
+            _expect(isinstance(data, dict) and isinstance(data.get("layers"), dict), "an object with 'layers'")
+            _expect(data.get("format") == FORMAT_VERSION and not isinstance(data.get("format"), bool),
+                    f"format {FORMAT_VERSION}")
+            _expect(data.get("recipe") == recipe, f"the manifest of {recipe!r}")
             for layer_name, layer in data["layers"].items():
+                _expect(_LAYER_NAME.fullmatch(layer_name), "Lambda layer names as keys of 'layers'")
+                _expect(isinstance(layer, dict) and layer.get("architecture") in ("x86_64", "arm64")
+                        and isinstance(layer.get("regions"), dict), f"{layer_name}: an architecture and regions")
                 for region, item in layer["regions"].items():
-                    entry = Entry(layer_name=layer_name, architecture=layer["architecture"], region=region,
-                                  arn=item["arn"], version=int(item["version"]), sha256=item["sha256"],
-                                  code_sha256=item["code_sha256"], lock_digest=item["lock_digest"],
-                                  published_at=item["published_at"], runtimes=tuple(item.get("runtimes", ())),
-                                  identity=item.get("identity", ""))
+                    entry = _entry(layer_name, layer["architecture"], region, item)
                     entries[(layer_name, region)] = entry
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(f"{path} is not a manifest written by layers publish ({type(exc).__name__}: {exc})",
+            raise UsageError(f"{path} is not a manifest written by layers publish ({exc})",
                              hint="move it aside; the next publish writes a new one") from None
-        return cls(path, data.get("recipe", recipe), entries)
+        return cls(path, recipe, entries)
 
     def current(self, layer_name: str, region: str) -> Entry | None:
         return self.entries.get((layer_name, region))
@@ -103,6 +109,47 @@ class Manifest:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+MAX_MANIFEST_BYTES = 4 << 20
+_LAYER_NAME = re.compile(r"[a-zA-Z0-9_-]{1,140}")
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_ARN = re.compile(r"arn:aws[a-z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:layer:(?P<name>[a-zA-Z0-9_-]{1,140}):"
+                  r"(?P<version>[1-9]\d{0,9})")
+
+
+def _expect(condition, what: str) -> None:
+    if not condition:
+        raise ValueError(f"expected {what}")
+
+
+def _entry(layer_name: str, architecture: str, region: str, item: object) -> Entry:
+    """One region's entry, each field checked: prune deletes by these names, regions and versions."""
+    where = f"{layer_name} in {region}"
+    _expect(_REGION.fullmatch(region), f"AWS region names as keys of {layer_name}'s regions")
+    _expect(isinstance(item, dict), f"{where}: an object")
+    version = item.get("version")
+    _expect(isinstance(version, int) and not isinstance(version, bool) and 0 < version < 10**10,
+            f"{where}: a version from 1")
+    arn = _ARN.fullmatch(item.get("arn") if isinstance(item.get("arn"), str) else "")
+    _expect(arn and (arn["region"], arn["name"], int(arn["version"])) == (region, layer_name, version),
+            f"{where}: the ARN of that layer version")
+    _expect(isinstance(item.get("sha256"), str) and _HEX64.fullmatch(item["sha256"]), f"{where}: a sha256")
+    _expect(isinstance(item.get("lock_digest"), str) and _HEX64.fullmatch(item["lock_digest"]),
+            f"{where}: a lock digest")
+    code = item.get("code_sha256")
+    _expect(isinstance(code, str) and len(code) == 44, f"{where}: a CodeSha256 (base64 of 32 bytes)")
+    base64.b64decode(code, validate=True)
+    _expect(isinstance(item.get("published_at"), str) and len(item["published_at"]) <= 64, f"{where}: a time")
+    runtimes = item.get("runtimes", [])
+    _expect(isinstance(runtimes, list) and len(runtimes) <= 15
+            and all(isinstance(r, str) and len(r) <= 32 for r in runtimes), f"{where}: a list of runtimes")
+    identity = item.get("identity", "")
+    _expect(isinstance(identity, str) and (identity == "" or _HEX64.fullmatch(identity)), f"{where}: an identity")
+    return Entry(layer_name=layer_name, architecture=architecture, region=region, arn=arn.group(0), version=version,
+                 sha256=item["sha256"], code_sha256=code, lock_digest=item["lock_digest"],
+                 published_at=item["published_at"], runtimes=tuple(runtimes), identity=identity)
 
 
 def manifest_path(directory: Path, recipe: str) -> Path:

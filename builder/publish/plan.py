@@ -114,20 +114,16 @@ def check_arguments(request: PublishRequest) -> None:
     """The request's own parts (regions, grants, bucket template): checked before any zip is read or built."""
     check_regions(request.regions)
     for grant in request.grants:
-        if grant.kind == "organization" and not _ORG.match(grant.organization_id or ""):
+        if grant.kind == "organization" and not _ORG.fullmatch(grant.organization_id or ""):
             raise UsageError(f"--org-id {grant.organization_id!r} is not an organization ID (o-xxxxxxxxxx)",
                              hint="give the ID AWS Organizations shows: o- and 10 to 32 lowercase letters or digits")
-        if grant.kind == "account" and not _ACCOUNT.match(grant.principal):
+        if grant.kind == "account" and not _ACCOUNT.fullmatch(grant.principal):
             raise UsageError(f"--principal {grant.principal!r} is not an AWS account ID (12 digits)",
                              hint="to let every account use the layer, say so with --public")
         if grant.kind == "public" and (grant.principal != "*" or grant.organization_id):
             raise UsageError("a public grant is for everyone ('*') and no organization",
                              hint="use --public alone, or --principal/--org-id without it")
-    kinds = {grant.kind for grant in request.grants}
-    if "public" in kinds and kinds - {"public"}:
-        # --public already lets every account in: a --principal or --org-id beside it would read as a limit.
-        raise UsageError("--public with --principal or --org-id: the layer would be public to every account",
-                         hint="drop --public to share with those accounts only, or drop the others")
+
     if not request.direct_upload:
         check_bucket_template(request.bucket_template)
 
@@ -177,7 +173,7 @@ def check_regions(regions: tuple[str, ...]) -> None:
         if region in seen:
             raise UsageError(f"{region} is listed twice", hint="name each region once")
         seen.add(region)
-        if not _REGION.match(region) or (region not in known and not region.startswith(("us-gov-", "us-iso"))):
+        if not _REGION.fullmatch(region) or (region not in known and not region.startswith(("us-gov-", "us-iso"))):
             close = difflib.get_close_matches(region, known, n=1)
             raise UsageError(f"{region!r} is not an AWS region",
                              hint=f"did you mean {close[0]!r}?" if close else "a region name such as us-east-1")
@@ -199,7 +195,7 @@ def check_bucket_template(template: str) -> None:
         raise UsageError(f"the bucket template {template!r} is not valid ({exc}); "
                          "it may hold {account} and {region}",
                          hint="e.g. --bucket-template 'layers-{account}-{region}'") from None
-    if not _BUCKET.match(sample) or ".." in sample:
+    if not _BUCKET.fullmatch(sample) or ".." in sample:
         raise UsageError(f"the bucket template {template!r} gives {sample!r}, not a valid S3 bucket name",
                          hint="3-63 lowercase letters, digits, '-' and '.'")
 

@@ -280,6 +280,7 @@ def test_arns_and_prune(builds, fresh, moto_server, tmp_path):
     path = tmp_path / "published" / "tiny.json"
     data = json.loads(path.read_text())
     data["layers"]["tiny"]["regions"]["eu-west-1"]["version"] = 1
+    data["layers"]["tiny"]["regions"]["eu-west-1"]["arn"] = "arn:aws:lambda:eu-west-1:123456789012:layer:tiny:1"
     path.write_text(json.dumps(data))
     dry = layers("prune", "tiny", "--keep", "1", "--dry-run")
     assert dry.returncode == 0, dry.stderr

@@ -75,7 +75,7 @@ def work(tmp_path) -> Path:
     Manifest(manifest_path(tmp_path / "published", "tiny"), "tiny").record(Entry(
         layer_name="tiny", architecture="x86_64", region="us-east-1",
         arn="arn:aws:lambda:us-east-1:123456789012:layer:tiny:1", version=1, sha256="0" * 64,
-        code_sha256="AAAA", lock_digest="0" * 64, published_at="2024-01-01T00:00:00Z"))
+        code_sha256="A" * 43 + "=", lock_digest="0" * 64, published_at="2024-01-01T00:00:00Z"))
     return tmp_path
 
 

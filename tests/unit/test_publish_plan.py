@@ -138,17 +138,17 @@ def test_retry_after_is_read_from_the_body_or_the_header():
 def test_manifest_merges_runs_and_renders(tmp_path):
     path = tmp_path / "published" / "np311.json"
     first = Manifest.load(path, "np311")
-    entry = Entry("np311", "x86_64", "us-east-1", "arn:aws:lambda:us-east-1:1:layer:np311:1", 1, "ab", CODE,
-                  "lock", "2026-11-25T10:00:00+00:00", ("python3.11",))
+    entry = Entry("np311", "x86_64", "us-east-1", "arn:aws:lambda:us-east-1:123456789012:layer:np311:1", 1, "ab" * 32,
+                  CODE, "0" * 64, "2026-11-25T10:00:00+00:00", ("python3.11",))
     first.record(entry)
     second = Manifest.load(path, "np311")
-    second.record(dataclasses.replace(entry, region="eu-west-1", arn="arn:aws:lambda:eu-west-1:1:layer:np311:3",
+    second.record(dataclasses.replace(entry, region="eu-west-1", arn="arn:aws:lambda:eu-west-1:123456789012:layer:np311:3",
                                       version=3))
     merged = Manifest.load(path, "np311")
     assert [(e.region, e.version) for e in merged.rows()] == [("eu-west-1", 3), ("us-east-1", 1)]
     assert [p.name for p in path.parent.iterdir()] == ["np311.json"]  # no temp file left
     terraform = render(merged.rows(), "terraform", "np311")
-    assert '"eu-west-1" = "arn:aws:lambda:eu-west-1:1:layer:np311:3"' in terraform
+    assert '"eu-west-1" = "arn:aws:lambda:eu-west-1:123456789012:layer:np311:3"' in terraform
     assert render(merged.rows("us-east-1"), "csv", "np311").count("\n") == 1
     assert json.loads(render(merged.rows(), "json", "np311"))[0]["region"] == "eu-west-1"
 
