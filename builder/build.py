@@ -45,6 +45,7 @@ from .strip.rules import StripContext, StripReport, installed_distributions, str
 from .strip.trace import Pruner, PruneReport
 from .verify.interpreters import Interpreter
 from .verify.loadcheck import LoadCheck, check_tree, raise_for
+from .verify.output import decisive_line
 from .verify.loadcheck import how as load_check_how
 from .verify.repair import RepairReport, container_fetch, host_fetch, needs_from_problems, repair
 from .verify.smoke import Verification, check_glibc, time_imports, verify
@@ -361,7 +362,8 @@ def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, bac
     from .errors import VerifyError
 
     if final.total > IMAGE_LIMIT:
-        raise BudgetError(f"{recipe.name} is {human(final.total)} unzipped, over the 10 GB of a container image")
+        raise BudgetError(f"{recipe.name} is {human(final.total)} unzipped, over the 10 GB of a container image",
+                          hint="drop distributions (strip.drop) or remove files (strip.remove) the function never uses")
     identity = layer_identity(recipe, stages.resolution.lock.digest, backend.environment_id(target))
     base = options.function_base or target.runtime.function_image(target.arch)
     tag = f"lambda-layer-builder/function-{recipe.name}:{identity[:16]}"
@@ -371,7 +373,9 @@ def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, bac
         checked = box.call([f"python{target.runtime.python}", "-c", _IMAGE_IMPORT_CHECK, *recipe.smoke.imports],
                            env={"PYTHONPATH": "/opt/python"})
     if not checked.ok or "IMAGE-OK" not in checked.stdout:
-        raise VerifyError(f"the image {image.tag} cannot import its stack:\n{checked.tail(8)}")
+        raise VerifyError(f"the image {image.tag} cannot import its stack: {decisive_line(checked.stdout + checked.stderr)}",
+                          hint="the stack imports in the layer's smoke test but not over the function base image: "
+                               "check --function-base")
     report = {
         "recipe": recipe.name, "runtime": target.runtime.name, "architecture": target.arch,
         "backend": backend.name, "builder_version": __version__, "identity": identity,

@@ -407,7 +407,7 @@ def resolve_recipe_path(name_or_path: str | Path, recipes_dir: Path | None = Non
     if kind not in ("file", "missing"):
         raise RecipeError(f"{path} is {kind}, not a recipe file", hint="give a recipe's .toml file")
     if kind == "missing":
-        known = sorted(p.stem for p in path.parent.glob("*.toml")) if path.parent.is_dir() else []
+        known = sorted(p.stem for p in path.parent.glob("*.toml") if p.is_file()) if path.parent.is_dir() else []
         close = difflib.get_close_matches(path.stem, known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else (f"known recipes: {', '.join(known)}" if known
                                                             else f"there are no recipes in {path.parent}; "

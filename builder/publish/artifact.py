@@ -115,6 +115,7 @@ def _check_values(report: dict, name: str) -> None:
         refuse("zip.code_sha256", "is not the base64 of zip.sha256")
     sizes = {f"zip.{k}": zipped[k] for k in ("zipped_bytes", "unzipped_bytes")}
     sizes |= {f"budget.{k}": report["budget"][k] for k in ("unzipped_bytes", "zipped_bytes", "direct_upload_limit")}
+    sizes["sizes.installed_bytes"] = report["sizes"]["installed_bytes"]
     for key, value in sizes.items():
         if not 0 <= value <= MAX_SIZE:
             refuse(key, f"is {value}, not a size from 0 to {MAX_SIZE}")

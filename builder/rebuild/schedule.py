@@ -199,7 +199,7 @@ _Dumper.add_representer(_Flow, lambda d, m: d.represent_mapping("tag:yaml.org,20
 def workflow(recipes: list[Recipe], options: WorkflowOptions = WorkflowOptions()) -> dict[str, Any]:
     """The workflow as data, checked: what ``github_workflow`` serializes."""
     if not recipes:
-        raise UsageError("no recipes to schedule")
+        raise UsageError("no recipes to schedule", hint="make one with: layers init NAME -r requirements.txt")
     check_options(options)
     for r in recipes:
         if not _SHELL_SAFE.fullmatch(r.name):
@@ -207,7 +207,8 @@ def workflow(recipes: list[Recipe], options: WorkflowOptions = WorkflowOptions()
                              hint="recipe names are lowercase letters, digits, '_', '.' and '-'")
         unknown = sorted(set(r.architectures) - set(RUNNERS))
         if unknown:
-            raise UsageError(f"recipe {r.name}: no GitHub runner for {', '.join(unknown)}")
+            raise UsageError(f"recipe {r.name}: no GitHub runner for {', '.join(unknown)}",
+                             hint=f"GitHub has runners for {', '.join(RUNNERS)}")
     include = [_Flow({_Quoted("recipe"): _Quoted(r.name), _Quoted("arch"): _Quoted(arch),
                       _Quoted("runner"): _Quoted(RUNNERS[arch])})
                for r in sorted(recipes, key=lambda r: r.name) for arch in r.architectures]

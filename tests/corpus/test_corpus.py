@@ -14,6 +14,7 @@ or workspace mistake would otherwise make every case "pass".
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 from collections import Counter
@@ -25,6 +26,8 @@ from . import cases as corpus
 from .harness import Case, run_all
 
 pytestmark = pytest.mark.corpus
+# What the endpoint says: AWS's own text must reach the user as written (brackets, emoji codes, escapes).
+MESSAGE = "recorded [/] by the [bold]corpus[/] endpoint :x: \x1b[31m"
 FLOORS = {"recipes": 400, "arguments": 300, "zips": 100, "files": 150, "environment": 80}
 SUMMARY: dict[str, dict] = {}
 
@@ -37,7 +40,7 @@ def endpoint():
     class Recorder(http.server.BaseHTTPRequestHandler):
         def _record(self):
             seen.append(f"{self.command} {self.path}")
-            body = b'{"message": "recorded by the corpus endpoint"}'
+            body = json.dumps({"message": MESSAGE}).encode()
             self.send_response(403)
             self.send_header("Content-Type", "application/json")
             self.send_header("x-amzn-ErrorType", "AccessDeniedException")
@@ -120,5 +123,8 @@ def test_the_valid_base_is_not_refused_as_bad_input(tmp_path, environment, endpo
     assert not wrong
     # The AWS ones did reach the endpoint: the corpus's "no request" is measured, not assumed.
     assert all(o.requests > 0 for o in outcomes if o.case.aws)
+    # And what AWS said came through as text, escapes shown, nothing taken as markup or emoji.
+    prune = next(o for o in outcomes if o.case.id == "base-prune")
+    assert "recorded [/] by the [bold]corpus[/] endpoint :x: \\x1b[31m" in prune.stderr, prune.stderr
     assert sum(len(generate()) for generate in (corpus.recipe_cases, corpus.argument_cases, corpus.zip_cases,
                                                 corpus.file_cases, corpus.environment_cases)) >= 1000
