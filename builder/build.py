@@ -373,7 +373,8 @@ def _finish_image(scratch: Path, tree: Path, recipe: Recipe, target: Target, bac
         checked = box.call([f"python{target.runtime.python}", "-c", _IMAGE_IMPORT_CHECK, *recipe.smoke.imports],
                            env={"PYTHONPATH": "/opt/python"})
     if not checked.ok or "IMAGE-OK" not in checked.stdout:
-        raise VerifyError(f"the image {image.tag} cannot import its stack: {decisive_line(checked.stdout + checked.stderr)}",
+        why = decisive_line(checked.stdout + checked.stderr)
+        raise VerifyError(f"the image {image.tag} cannot import its stack: {why}",
                           hint="the stack imports in the layer's smoke test but not over the function base image: "
                                "check --function-base")
     report = {

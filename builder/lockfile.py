@@ -135,7 +135,8 @@ def _check_locked_file(wheel: LockedWheel, where: str) -> None:
 
 def lock_path(recipe: Recipe) -> Path:
     if recipe.source is None:
-        raise UsageError(f"recipe {recipe.name} has no file, so it has no lock file", hint="load the recipe from its .toml file")
+        raise UsageError(f"recipe {recipe.name} has no file, so it has no lock file",
+                         hint="load the recipe from its .toml file")
     return recipe.source.with_suffix(".lock")
 
 

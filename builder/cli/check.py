@@ -76,7 +76,8 @@ def _check_argument(path: Path) -> None:
     try:
         is_zip = zipfile.is_zipfile(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}", hint="check the zip's path and permissions") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}",
+                         hint="check the zip's path and permissions") from None
     if not is_zip:
         raise UsageError(f"{path} is not a zip", hint="give a layer zip (python/... inside)")
 

@@ -323,7 +323,8 @@ def _size(text: str, what: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise UsageError(f"{what}: {exc}", hint="a size is a number of bytes, or one with KB, MB or GB: 150MB") from None
+        raise UsageError(f"{what}: {exc}",
+                         hint="a size is a number of bytes, or one with KB, MB or GB: 150MB") from None
 
 
 def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
