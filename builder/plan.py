@@ -34,6 +34,9 @@ class Item:
     name: str
     bytes: int
     source: str  # where the size came from: a build report, a file, S3, the command line
+    # A packed layer (recipe [pack] mode = "tmp"): what it unpacks to in /tmp at cold start. ``bytes`` is
+    # then what it counts against the 250 MB: its stubs, unpacker and archive.
+    tmp_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,25 @@ def plan_budget(function: int, layers: list[Item], models: list[Item], ephemeral
     model_total = sum(i.bytes for i in models)
     largest = max((i.bytes for i in models), default=0)
     code = function + layer_total
+    unpacked = sum(i.tmp_bytes for i in layers)  # packed layers' trees, in /tmp in every option but the image
 
-    in_package = Option("package", "models in the deployment package (or a model layer)", (
-        Check("function + layers + models, unzipped", code + model_total, UNZIPPED_LIMIT),
-        Check("layers", len(layers) + (1 if models else 0), MAX_LAYERS),
-    ), _package_advice(code, model_total, function))
+    package_tmp = unpacked + TMP_HEADROOM
+    package_raise = min(EPHEMERAL_MAX, max(ephemeral, _round_up_mib(package_tmp)))
+    package_checks = [Check("function + layers + models, unzipped", code + model_total, UNZIPPED_LIMIT),
+                      Check("layers", len(layers) + (1 if models else 0), MAX_LAYERS)]
+    if unpacked:
+        package_checks.append(Check("packed layers unpacked in /tmp (with 32 MiB for the function's own files)",
+                                    package_tmp, package_raise))
+    in_package = Option("package", "models in the deployment package (or a model layer)", tuple(package_checks),
+                        _package_advice(code, model_total, function)
+                        + (_ephemeral_note(ephemeral, package_raise, unpacked) if unpacked else ""))
 
-    tmp_needed = model_total + TMP_HEADROOM
+    tmp_needed = model_total + unpacked + TMP_HEADROOM
     raise_to = min(EPHEMERAL_MAX, max(ephemeral, _round_up_mib(tmp_needed)))
+    what = "models and packed layers" if unpacked else "models"
     in_tmp = Option("s3-tmp", "models in S3, fetched to /tmp at cold start", (
         Check("function + layers, unzipped", code, UNZIPPED_LIMIT),
-        Check("models in /tmp (with 32 MiB for the function's own files)", tmp_needed, raise_to),
+        Check(f"{what} in /tmp (with 32 MiB for the function's own files)", tmp_needed, raise_to),
     ), _tmp_advice(ephemeral, raise_to, tmp_needed, largest))
 
     image = Option("image", "a container image (layers build --image)", (
@@ -119,6 +130,14 @@ def _package_advice(code: int, models: int, function: int) -> str:
         return f"{human(-room)} over the 250 MB unzipped limit"
     upload = "a direct upload" if function + models <= DIRECT_UPLOAD_LIMIT else "an upload through S3 (over 50 MB zipped)"
     return f"{human(room)} to spare; the function zip with its models needs {upload}"
+
+
+def _ephemeral_note(ephemeral: int, raise_to: int, unpacked: int) -> str:
+    # SnapStart snapshots /tmp only while EphemeralStorage stays at its 512 MB default.
+    if raise_to > ephemeral:
+        return (f"; the packed layers unpack to {human(unpacked)} in /tmp: set EphemeralStorage to "
+                f"{raise_to // MIB} MB (SnapStart needs 512 MB, so it cannot keep the unpacked tree)")
+    return f"; the packed layers unpack to {human(unpacked)} in /tmp, within {ephemeral // MIB} MB"
 
 
 def _tmp_advice(ephemeral: int, raise_to: int, needed: int, largest: int) -> str:

@@ -346,7 +346,8 @@ def _plan_layer(text: str, arch: str, out_dir: Path, recipes_dir: Path | None):
             raise UsageError(f"{recipe.name} is not built for {arch} ({path} is missing)",
                              hint=f"layers build {recipe.name} --arch {arch}, or give its size: --layer {text}=150MB")
         artifact = load_artifact(path)
-    return Item(artifact.recipe, artifact.unzipped_bytes, f"build report of {artifact.zip_path.name}")
+    return Item(artifact.recipe, artifact.unzipped_bytes, f"build report of {artifact.zip_path.name}",
+                tmp_bytes=artifact.tmp_bytes)
 
 
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")

@@ -39,6 +39,7 @@ class Artifact:
     license: str
     elf_files: int
     identity: str = ""       # lockfile.layer_identity, recorded by the build
+    tmp_bytes: int = 0       # a packed layer: what its archive unpacks to in /tmp (0: not packed)
 
     @property
     def published_name(self) -> str:
@@ -121,6 +122,14 @@ def _check_values(report: dict, name: str) -> None:
             refuse(key, f"is {value}, not a size from 0 to {MAX_SIZE}")
     if not 0 < report["budget"]["unzipped_budget"] <= UNZIPPED_LIMIT:
         refuse("budget.unzipped_budget", f"is not within Lambda's {UNZIPPED_LIMIT:,} bytes")
+    pack = report.get("pack")
+    if pack is not None:
+        if not isinstance(pack, dict) or pack.get("mode") != "tmp":
+            refuse("pack", "is not a packed layer's section")
+        for key in ("archive_bytes", "unpacked_bytes"):
+            value = pack.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
+                refuse(f"pack.{key}", f"is not a size from 0 to {MAX_SIZE}")
 
 
 def load_artifact(zip_path: Path) -> Artifact:
@@ -144,6 +153,7 @@ def load_artifact(zip_path: Path) -> Artifact:
             lock_digest=report["lock_digest"], builder_version=report["builder_version"],
             license=report.get("license", ""), elf_files=int(report["verification"].get("elf_files", 0)),
             identity=report.get("identity", ""),
+            tmp_bytes=(report.get("pack") or {}).get("unpacked_bytes", 0),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{report_path} is not a build report ({type(exc).__name__}: {exc})",

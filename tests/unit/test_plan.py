@@ -56,3 +56,22 @@ def test_limits_on_layers_and_ephemeral():
         plan_budget(0, [Item(str(i), MB, "given") for i in range(6)], [])
     with pytest.raises(UsageError, match="between 512 MB and 10,240 MB"):
         plan_budget(0, [], [], ephemeral=EPHEMERAL_DEFAULT // 2)
+
+
+def test_a_packed_layer_counts_its_archive_in_the_package_and_its_tree_in_tmp():
+    packed = Item("tf18-packed", 37 * MB, "report", tmp_bytes=212 * MB)
+    plan = plan_budget(1 * MB, [packed], [Item("model.h5", 100 * MB, "given")])
+    package = plan.options[0]
+    assert plan.recommended.name == "package"
+    assert "112.0 MiB to spare" in package.advice and "unpack to 212.0 MiB in /tmp, within 512 MB" in package.advice
+    # With the model in S3 as well, /tmp holds both.
+    s3 = plan.options[1]
+    assert s3.checks[1].value == (100 + 212 + 32) * MB
+
+
+def test_a_packed_layer_over_512mb_unpacked_asks_for_ephemeral_storage():
+    packed = Item("tf2", 220 * MB, "report", tmp_bytes=800 * MB)
+    plan = plan_budget(1 * MB, [packed], [])
+    package = plan.options[0]
+    assert package.fits  # the check's limit is the storage it asks for, up to 10,240 MB
+    assert "set EphemeralStorage to 832 MB" in package.advice and "SnapStart" in package.advice
