@@ -55,6 +55,8 @@ def layer_identity(recipe: Recipe, lock_digest: str, environment: str) -> str:
         "environment": environment,
         "builder": __version__,
     }
+    if recipe.pack.mode != "none":  # only packed layers say so: unpacked ones keep the identity they had
+        basis["pack"] = recipe.pack.model_dump(mode="json")
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 

@@ -10,10 +10,11 @@ one ``RecipeError`` naming the file and the key.
 from __future__ import annotations
 
 import difflib
-from decimal import Decimal
+import posixpath
 import re
 import stat
 import tomllib
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import RecipeError
 from .runtimes import Runtime, get_runtime
@@ -142,6 +143,44 @@ class IncludeSettings(_Frozen):
     model_loader: bool
 
 
+# The levels each compression of a packed layer knows; a recipe that picks gzip and no level gets GZIP_LEVEL.
+PACK_LEVELS = {"zstd": (1, 22), "gzip": (1, 9)}
+GZIP_LEVEL = 6
+_UNPACK_DIR = re.compile(r"[A-Za-z0-9._/-]{1,100}", re.ASCII)  # fullmatch: "$" would let a final "\n" by
+
+
+class PackSettings(_Frozen):
+    # "tmp": python/ ships as one archive that unpacks under unpack_dir at first import (pack.py).
+    mode: Literal["none", "tmp"]
+    compression: Literal["zstd", "gzip"]
+    level: int
+    unpack_dir: str
+
+    @field_validator("level")
+    @classmethod
+    def _level_of_the_compression(cls, value: int, info: ValidationInfo) -> int:
+        compression = info.data.get("compression")
+        if compression in PACK_LEVELS:  # else compression itself was wrong, and is reported
+            low, high = PACK_LEVELS[compression]
+            if not low <= value <= high:
+                raise ValueError(f"{value} is not a {compression} level: {compression} levels are {low} to {high}")
+        return value
+
+    @field_validator("unpack_dir")
+    @classmethod
+    def _under_tmp(cls, value: str) -> str:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        if not _UNPACK_DIR.fullmatch(value):
+            raise ValueError(f"{shown!r} must be 1 to 100 of the characters A-Z a-z 0-9 . _ - /")
+        if not value.startswith("/"):
+            raise ValueError(f"{shown!r} is relative: give an absolute path under /tmp")
+        if posixpath.normpath(value) != value:
+            raise ValueError(f"{shown!r} is not a normalised path (no '..', '.', '//' or trailing '/')")
+        if not value.startswith("/tmp/"):
+            raise ValueError(f"{shown!r} is not a directory below /tmp, the only place Lambda lets a function write")
+        return value
+
+
 class SmokeTest(_Frozen):
     imports: tuple[str, ...] = Field(min_length=1, max_length=100)
     code: str = Field(max_length=100_000)
@@ -181,6 +220,7 @@ class Recipe(_Frozen):
     runtime_image: str
     strip: StripSettings
     include: IncludeSettings
+    pack: PackSettings
     smoke: SmokeTest
     source: Path | None = None
 
@@ -259,6 +299,12 @@ EXAMPLES = {
     "strip.docstrings": 'docstrings = "keep" (or "empty", with bytecode = "only")',
     "include": "[include] table with model_loader",
     "include.model_loader": "model_loader = true (or false)",
+    "pack": "[pack] table with mode, compression, level, unpack_dir",
+    "pack.mode": 'mode = "none" (or "tmp": python/ as one archive, unpacked under /tmp at first import)',
+    "pack.compression": 'compression = "zstd" (or "gzip")',
+    "pack.level": "level = 19 (zstd: an integer from 1 to 22; gzip: from 1 to 9)",
+    "pack.unpack_dir": 'unpack_dir = "/tmp/layers" (an absolute path under /tmp of A-Z a-z 0-9 . _ - /, '
+                       "at most 100 characters)",
     "smoke": '[smoke] table with imports and code',
     "smoke.imports": 'imports = ["numpy", "PIL.Image"] (1 to 100 module names, each once)',
     "smoke.code": 'code = """import numpy; assert numpy.ones(3).sum() == 3""" (Python source)',
@@ -284,6 +330,9 @@ def _describe(error: dict) -> tuple[str, str, str]:
 
 def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
     source = Path(source)
+    pack = data.get("pack")
+    if isinstance(pack, dict) and pack.get("compression") == "gzip" and "level" not in pack:
+        data = {**data, "pack": {**pack, "level": GZIP_LEVEL}}  # the default level is zstd's
     merged = _merge(_defaults(), data)
     merged.setdefault("layer_name", merged.get("name"))
     merged["source"] = source
