@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "builder"
 FLOORS = (
     ("errors", "events", "runner", "files"),
-    ("recipe", "runtimes", "measure", "archive", "compare", "plan"),
+    ("recipe", "runtimes", "measure", "archive", "pack", "compare", "plan"),
     ("verify",),
     ("backends",),
     ("strip",),
