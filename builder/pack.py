@@ -16,11 +16,11 @@ The tree's own ``layer_runtime`` (the model loader of ``[include]``) is copied
 as it is too, beside the unpacker.
 
 Reproducible: the same tree gives the same archive bytes, whatever its files'
-mtimes, owners and modes. Members are sorted by name (UTF-8 bytes), with mtime
-0, uid and gid 0, empty user and group names, mode 0755 for directories and
-executables and 0644 for everything else; only regular files, directories and
-relative symlinks that stay inside the tree are packed, anything else is
-refused. The tar is written here, header by header (``TarInfo.tobuf``, POSIX
+mtimes, owners and modes. Members are sorted by name (UTF-8 bytes), with one
+mtime (``MTIME``, 1980-01-01), uid and gid 0, empty user and group names, mode
+0755 for directories and executables and 0644 for everything else; only
+regular files, directories and relative symlinks that stay inside the tree are
+packed, anything else is refused. The tar is written here, header by header (``TarInfo.tobuf``, POSIX
 pax), so its size is known before it is compressed: zstd compresses it on one
 thread at the recipe's level with the content size and a checksum in the
 frame; gzip writes mtime 0 and no file name. Output is identical for a given
@@ -59,6 +59,10 @@ DECODER = "zstandard"
 # Python 3.14 has compression.zstd: from there on the decoder is the standard library's.
 STDLIB_ZSTD = (3, 14)
 
+# Every member's mtime: 1980-01-01 00:00:00 UTC, what the files of a zipped layer get, and what
+# strip/bytecode.py compiles Python 3.6's timestamp .pyc files against. The unpacker keeps it; with 0
+# there, 3.6 would find every .pyc stale and compile each imported module again at each cold start.
+MTIME = 315532800
 BLOCK = 512
 CHUNK_SIZE = 1 << 20
 MODE_DIRECTORY = 0o755
@@ -309,7 +313,8 @@ class _Member:
     target: str = ""
 
     def header(self) -> bytes:
-        info = tarfile.TarInfo(self.name)  # mtime 0, uid and gid 0, no user or group names
+        info = tarfile.TarInfo(self.name)  # uid and gid 0, no user or group names
+        info.mtime = MTIME
         if self.kind == "dir":
             info.type, info.mode = tarfile.DIRTYPE, MODE_DIRECTORY
         elif self.kind == "link":

@@ -15,8 +15,9 @@ import zstandard
 
 from builder.errors import BuildError, RecipeError
 from builder.lockfile import layer_identity
-from builder.pack import STUB, pack_tree, top_level_names
+from builder.pack import MTIME, STUB, pack_tree, top_level_names
 from builder.recipe import PackSettings, load_recipe
+from builder.strip.bytecode import FIXED_MTIME
 from tests.conftest import ROOT, VALID_RECIPE
 
 ZSTD = PackSettings(mode="tmp", compression="zstd", level=3, unpack_dir="/tmp/layers")
@@ -157,7 +158,7 @@ def test_members_are_sorted_relative_and_normalised(tree, pack, settings):
     assert not any(n.startswith(("/", "./", "python/")) for n in names)
     assert ("zstandard/__init__.py" in names) == (settings.compression == "gzip")  # the decoder is not in its own
     for member in members:
-        assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == (0, 0, 0, "", "")
+        assert (member.mtime, member.uid, member.gid, member.uname, member.gname) == (MTIME, 0, 0, "", "")
         assert member.isfile() or member.isdir() or member.issym()
     kinds = {m.name: m for m in members}
     assert kinds["numpy"].isdir() and kinds["numpy"].mode == 0o755
@@ -169,6 +170,11 @@ def test_members_are_sorted_relative_and_normalised(tree, pack, settings):
     files = [m for m in members if m.isfile()]
     assert result.files == len(files)
     assert result.unpacked_bytes == sum(m.size for m in files)
+
+
+def test_members_carry_the_mtime_that_python_3_6_bytecode_was_compiled_against():
+    # 3.6's .pyc files hold their source's mtime; bytecode.py sets the tree's to FIXED_MTIME before compiling.
+    assert MTIME == FIXED_MTIME == 315532800
 
 
 def test_member_contents_are_the_trees(tree, pack):
