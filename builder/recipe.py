@@ -133,7 +133,7 @@ class StripSettings(_Frozen):
     @classmethod
     def _drop_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if not _DIST_NAME.match(name):
+            if not _DIST_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a distribution name (such as 'scipy' or 'tensorboard')")
         return _distinct(tuple(canonicalize_name(n) for n in value), "strip.drop")
 
@@ -189,7 +189,7 @@ class SmokeTest(_Frozen):
     @classmethod
     def _module_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if not _MODULE.match(name):
+            if not _MODULE.fullmatch(name):
                 raise ValueError(f"{name!r} is not a module name (dotted identifiers, such as 'PIL.Image')")
         return _distinct(value, "smoke.imports")
 
@@ -353,6 +353,11 @@ def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
                 f"{source}: architectures: {runtime.name} runs only on {', '.join(runtime.architectures)}, not {arch}",
                 hint=f"remove {arch!r}, or choose a runtime from python3.8 on for arm64",
             )
+    if (recipe.pack.mode == "tmp" and recipe.pack.compression == "zstd" and tuple(map(int, runtime.python.split("."))) < (3, 14)
+            and "zstandard" not in {pin.name for pin in recipe.requirements}):
+        # The layer unpacks itself with the zstandard wheel for the runtime's Python (3.14 has compression.zstd).
+        raise RecipeError(f"{source}: pack.compression: zstd on {runtime.name} needs the decoder in the layer",
+                          hint='add "zstandard" to requirements, or set pack.compression = "gzip" (stdlib only)')
     if recipe.strip.docstrings == "empty" and recipe.bytecode != "only":
         raise RecipeError(f"{source}: strip.docstrings: 'empty' needs bytecode = 'only' (not {recipe.bytecode!r}): "
                           "docstrings are emptied in the compiled modules, and other modes ship the sources",
@@ -428,7 +433,7 @@ def default_recipes_dir() -> Path:
 
 
 def check_recipe_name(name: str) -> None:
-    if not _RECIPE_NAME.match(name):
+    if not _RECIPE_NAME.fullmatch(name):
         shown = name if len(name) <= 70 else name[:70] + "..."
         raise RecipeError(f"{shown!r} is not a recipe name",
                           hint="recipe names are 1-64 lowercase letters, digits, '.', '_' and '-'")
@@ -438,7 +443,7 @@ def resolve_recipe_path(name_or_path: str | Path, recipes_dir: Path | None = Non
     text = str(name_or_path)
     if text.endswith(".toml") or "/" in text:
         path = Path(text)
-    elif not _RECIPE_NAME.match(text):
+    elif not _RECIPE_NAME.fullmatch(text):
         # Checked before the file system is asked: a 300-character name would be "File name too long".
         shown = text if len(text) <= 70 else text[:70] + "..."
         raise RecipeError(f"{shown!r} is not a recipe name",

@@ -40,6 +40,7 @@ BASE_RECIPE = {
     "runtime_image": "",
     "strip": {"profile": "standard", "remove": ["six/tests/**"], "keep": [], "drop": [], "docstrings": "keep"},
     "include": {"model_loader": False},
+    "pack": {"mode": "none", "compression": "zstd", "level": 19, "unpack_dir": "/tmp/layers"},
     "smoke": {"imports": ["six"], "code": "import six"},
 }
 
@@ -152,11 +153,12 @@ KEY_TYPES = {
     "requirements": "list", "layer_name": "str", "reserve": "size", "bytecode": "str", "compression": "int",
     "base_image": "str", "runtime_image": "str", "strip": "table", "include": "table", "smoke": "table",
     "strip.profile": "str", "strip.remove": "list", "strip.keep": "list", "strip.drop": "list",
-    "strip.docstrings": "str", "include.model_loader": "bool", "smoke.imports": "list", "smoke.code": "str",
+    "strip.docstrings": "str", "include.model_loader": "bool", "pack": "table", "pack.mode": "str",
+    "pack.compression": "str", "pack.level": "int", "pack.unpack_dir": "str", "smoke.imports": "list", "smoke.code": "str",
 }
 # Values of the right type that the key's rules refuse.
 BAD_VALUES = {
-    "name": ["", "Demo", "de mo", "../demo", "a" * 300, "démo", *MARKUP],
+    "name": ["", "Demo", "de mo", "../demo", "a" * 300, "démo", "demo\n", *MARKUP],
     "description": ["x" * 5000],
     "license": ["x" * 600],
     "runtime": ["python2.7", "python3.99", "nodejs20.x", "", "python3.11 ", *MARKUP],
@@ -170,15 +172,20 @@ BAD_VALUES = {
     "bytecode": ["yes", "", "ONLY", "alongside "],
     "compression": [-1, 10, 10 ** 30, -(10 ** 30)],
     "strip.profile": ["", "aggressive", "Standard"],
-    "strip.drop": [[""], ["bad name!"], ["six", "six"], ["-six"], ["a" * 200], ["[/]"]],
+    "strip.drop": [[""], ["bad name!"], ["six", "six"], ["-six"], ["a" * 200], ["[/]"], ["six\n"]],
     "strip.docstrings": ["", "remove", "empty "],
-    "smoke.imports": [[], ["numpy; import os"], ["1abc"], ["a..b"], [""], ["six", "six"],
+    "pack.mode": ["", "zip", "TMP"],
+    "pack.compression": ["", "xz", "zstd "],
+    "pack.level": [0, -1, 23, 10 ** 30],
+    "pack.unpack_dir": ["", "/var/task", "tmp/layers", "/tmp", "/tmp/../etc", "/tmp/a b", "/tmp/layers\n",
+                        "/tmp/" + "a" * 200, *MARKUP],
+    "smoke.imports": [[], ["numpy; import os"], ["six\n"], ["1abc"], ["a..b"], [""], ["six", "six"],
                       [f"m{i}" for i in range(101)], ["os.path/"], [":x:"], ["\x1b[2J"]],
     "smoke.code": ["def (", "x = \x00", "if True:\nreturn", "x" * 100_001, "\x1b[31m("],
 }
 UNKNOWN_KEYS = ["nmae", "runtimes", "architecture", "requirement", "layername", "extra", "[/]", ":x:",
                 "strip.profil", "strip.removes", "strip.dropped", "smoke.import", "smoke.codes",
-                "include.model_loder", "include.extra", "compresion", "byte_code"]
+                "include.model_loder", "include.extra", "compresion", "byte_code", "pack.levle", "packed"]
 
 
 def _set(data: dict, key: str, value) -> dict:

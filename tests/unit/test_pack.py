@@ -454,13 +454,19 @@ def test_the_longest_unpack_dir_is_accepted(write_recipe):
     assert _recipe(write_recipe, f'unpack_dir = "{path}"').pack.unpack_dir == path
 
 
+def test_zstd_packing_needs_the_decoder_in_the_requirements(write_recipe):
+    with pytest.raises(RecipeError, match="pack.compression: zstd on python3.11 needs the decoder") as refused:
+        _recipe(write_recipe, 'mode = "tmp"')
+    assert "zstandard" in refused.value.hint
+
+
 def test_identity_is_unchanged_unless_the_layer_is_packed(write_recipe):
     def identity(table=""):
         return layer_identity(_recipe(write_recipe, table), "lock-digest", "pip")
 
     plain = identity()
     assert identity('mode = "none"\ncompression = "gzip"\nlevel = 1\nunpack_dir = "/tmp/x"') == plain
-    packed = identity('mode = "tmp"')
+    packed = identity('mode = "tmp"\ncompression = "gzip"')
     assert packed != plain
-    assert identity('mode = "tmp"\nlevel = 9') != packed
-    assert identity('mode = "tmp"\nunpack_dir = "/tmp/x"') != packed
+    assert identity('mode = "tmp"\ncompression = "gzip"\nlevel = 9') != packed
+    assert identity('mode = "tmp"\ncompression = "gzip"\nunpack_dir = "/tmp/x"') != packed
