@@ -37,7 +37,8 @@ from .errors import BudgetError, BuildError, UsageError, VerifyError
 from .events import Reporter, Silent
 from .lockfile import check_drop_names, layer_identity
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
-from .recipe import IMAGE_LIMIT, Recipe
+from .pack import PackResult, pack_tree
+from .recipe import IMAGE_LIMIT, PackSettings, Recipe
 from .runner import Runner
 from .runtimes import system_libraries
 from .strip.bytecode import BytecodeResult, compile_tree
@@ -48,7 +49,7 @@ from .verify.loadcheck import LoadCheck, check_tree, raise_for
 from .verify.output import decisive_line
 from .verify.loadcheck import how as load_check_how
 from .verify.repair import RepairReport, container_fetch, host_fetch, needs_from_problems, repair
-from .verify.smoke import Verification, check_glibc, time_imports, verify
+from .verify.smoke import Verification, check_glibc, time_cold_start, time_imports, verify
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,33 @@ class _TargetStages:
     pruned: PruneReport | None = None
     load_check: LoadCheck | None = None
     repaired: RepairReport | None = None
+    packed: "_Packed | None" = None
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """A packed layer (recipe ``[pack] mode = "tmp"``): its python/, and what was proven and measured of it."""
+
+    python: Path                       # the packed layer's python/: stubs, unpacker, decoder, archive
+    result: PackResult
+    settings: PackSettings
+    verification: Verification         # the smoke test through the layer's own unpacker, from a read-only /opt
+    unpack_seconds: float | None       # median, one core: archive read, checked and unpacked
+    cold_start_seconds: float | None   # median, one core: unpacking plus the smoke imports
+
+    def to_json(self, counted: int) -> dict:
+        r, s = self.result, self.settings
+        return {"mode": "tmp", "compression": s.compression, "level": s.level, "id": r.id, "sha256": r.sha256,
+                "archive": r.archive.name, "archive_bytes": r.archive_bytes, "unpacked_bytes": r.unpacked_bytes,
+                "files": r.files, "stubs": r.stubs, "top_level": list(r.top_level), "unpack_dir": s.unpack_dir,
+                "counted_bytes": counted, "pack_seconds": round(r.seconds, 3),
+                "unpack_seconds": _rounded(self.unpack_seconds), "cold_start_seconds": _rounded(self.cold_start_seconds),
+                "timing": "median of 5 runs on one core, each from an empty unpack directory",
+                "verification": self.verification.to_json()}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Recipe, options: BuildOptions,
@@ -226,8 +254,43 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
         reporter.step("time cold imports (python -B)")
         import_seconds = timer.run("import_timing", time_imports, tree, recipe.smoke.imports, interpreter,
                                    session.runner, options.import_runs, session.tmp)
+    packed = None
+    if recipe.pack.mode == "tmp" and not options.image:
+        packed = _pack(session, scratch, tree, recipe, interpreter, options, reporter, timer)
     return _TargetStages(resolution, installed, owners, stripped, bytecode, verification, import_seconds,
-                         interpreter, session.where, session.notes, pruned, load_check, repaired)
+                         interpreter, session.where, session.notes, pruned, load_check, repaired, packed)
+
+
+def _pack(session: Session, scratch: Path, tree: Path, recipe: Recipe, interpreter: Interpreter | None,
+          options: BuildOptions, reporter: Reporter, timer: _Timer) -> _Packed:
+    """python/ as one archive behind stubs and the unpacker; then the smoke test again, through them.
+
+    The second smoke test is the layer as Lambda will run it: /opt read-only,
+    nothing unpacked yet, every import going through a stub to the unpacker
+    and on to the unpacked tree in the sandbox's own /tmp.
+    """
+    target = session.target
+    python = scratch / "packed" / "python"
+    python.mkdir(parents=True)
+    settings = recipe.pack
+    reporter.step(f"pack python/ as one {settings.compression} archive (level {settings.level})")
+    result = timer.run("pack", pack_tree, tree, python, settings,
+                       python_version=tuple(int(p) for p in target.runtime.python.split(".")),
+                       runtime_dir=RUNTIME_MODULES)
+    reporter.step(f"packed {human(result.unpacked_bytes)} in {result.files:,} files into {human(result.archive_bytes)}"
+                  f" behind {result.stubs} stubs")
+    verification = _smoke(session, python, recipe, interpreter, reporter, timer)
+    if not verification.verified:
+        reporter.notice(f"the packed layer is NOT smoke-tested: {verification.how}")
+    unpack = cold = None
+    if interpreter and options.time_imports:
+        reporter.step("time the cold start: unpack, then the smoke imports (one core, from an empty /tmp)")
+        taskset = session.which("taskset")
+        unpack = timer.run("unpack_timing", time_cold_start, python, ("layer_runtime.unpack",), interpreter,
+                           session.runner, 5, session.tmp, taskset=taskset)
+        cold = timer.run("cold_start_timing", time_cold_start, python, recipe.smoke.imports, interpreter,
+                         session.runner, 5, session.tmp, taskset=taskset)
+    return _Packed(python, result, settings, verification, unpack, cold)
 
 
 def _smoke(session: Session, tree: Path, recipe: Recipe, interpreter: Interpreter | None, reporter: Reporter,
@@ -312,9 +375,12 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
     final = take_inventory(tree, stages.owners)
     if options.image:
         return _finish_image(scratch, tree, recipe, target, backend, options, reporter, timer, stages, final)
-    budget_before_zip = Budget(final.total, recipe.unzipped_budget, recipe.reserve, 0)
+    # What Lambda counts: the tree itself, or for a packed layer its stubs, unpacker, decoder and archive.
+    shipped = stages.packed.python if stages.packed else tree
+    counted = take_inventory(shipped) if stages.packed else final
+    budget_before_zip = Budget(counted.total, recipe.unzipped_budget, recipe.reserve, 0)
     if not budget_before_zip.fits:
-        raise BudgetError(_over_budget_message(recipe, final, budget_before_zip),
+        raise BudgetError(_over_budget_message(recipe, counted, budget_before_zip),
                           hint="drop unneeded distributions (strip.drop), add remove globs, move models to S3, "
                                f"or build a container image (10 GB): layers build {recipe.name} --image")
 
@@ -322,15 +388,17 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
     staging = scratch / "out"
     staging.mkdir()
     reporter.step("zip")
-    with reporter.progress("zip", final.total) as advance:
-        zipped: ZipResult = timer.run("zip", write_layer_zip, tree, staging / f"{stem}.zip",
+    with reporter.progress("zip", counted.total) as advance:
+        zipped: ZipResult = timer.run("zip", write_layer_zip, shipped, staging / f"{stem}.zip",
                                       level=recipe.compression, progress=advance)
-    budget = Budget(final.total, recipe.unzipped_budget, recipe.reserve, zipped.zipped_bytes)
+    budget = Budget(counted.total, recipe.unzipped_budget, recipe.reserve, zipped.zipped_bytes)
     if not budget.direct_upload:
         reporter.notice(f"{human(zipped.zipped_bytes)} zipped is over the 50 MB direct-upload limit: "
                         "publishing goes through S3")
 
     report = _report(recipe, target, backend, final, stages, budget, zipped, timer)
+    if stages.packed:
+        report["pack"] = stages.packed.to_json(counted.total)
     report["identity"] = layer_identity(recipe, lock.digest, backend.environment_id(target))
     if options.compare_to is not None:
         reporter.step(f"compare with {options.compare_to}")
