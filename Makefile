@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.rebuild_bench
 	$(BIN)/python -m bench.fit_bench
 	$(BIN)/python -m bench.loadcheck_bench
+	$(BIN)/python -m bench.pack_bench
 
 clean:
 	rm -rf dist $(VENV) .pytest_cache

@@ -1,0 +1,144 @@
+"""``make bench``: what packing buys and what it costs at cold start, for tf18 and tf2.
+
+Builds (pip backend; reused from ``dist/`` when already built) the packed
+recipes ``tf18-packed`` and ``tf2`` and, beside them, ``tf18`` and
+``tf18-lean`` unpacked, then writes ``bench/results/pack.json``:
+
+- for each packed layer: what it counts against Lambda's 250 MB, what it
+  unpacks to in /tmp, the unpack alone with the page cache dropped (where
+  this machine lets us: root writes ``/proc/sys/vm/drop_caches``) and warm,
+  and the cold start (unpack, then the workload's imports) and the cold
+  import of the same imports from the already unpacked tree;
+- for the unpacked layers: the cold import of their workload's imports.
+
+Every timing is the median of 5 runs pinned to one core (``taskset -c 0``),
+as a small Lambda function has, each from an empty unpack directory. The
+target: tf18-packed's cold start within 1.0 s of tf18-lean's cold import.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from bench.results import write_results
+from builder.backends.base import Target
+from builder.backends.pip import PipBackend
+from builder.backends.select import cache_dir
+from builder.build import BuildOptions, build, output_stem
+from builder.recipe import load_recipe
+from builder.runner import Runner
+from builder.verify.interpreters import find_interpreter
+
+ROOT = Path(__file__).resolve().parents[1]
+DIST = ROOT / "dist"
+RUNS = 5
+TARGET_SECONDS = 1.0
+PACKED = ("tf18-packed", "tf2")
+UNPACKED = ("tf18", "tf18-lean")
+
+_TIMER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+start = time.perf_counter()
+for name in sys.argv[2:]:
+    __import__(name)
+print(time.perf_counter() - start)
+"""
+
+
+def _zip_for(name: str) -> Path:
+    recipe = load_recipe(name, ROOT / "recipes")
+    zip_path = DIST / recipe.name / f"{output_stem(recipe, Target(recipe.runtime_info, 'x86_64'))}.zip"
+    if not zip_path.is_file():
+        build(recipe, "x86_64", PipBackend(Runner(), cache_dir()), BuildOptions(out_dir=DIST, time_imports=False))
+    return zip_path
+
+
+def _drop_caches() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _timed(python: Path, layer: Path, modules: tuple[str, ...], unpack_dir: Path | None, *, cold: bool) -> float:
+    samples = []
+    taskset = shutil.which("taskset")
+    for run in range(RUNS):
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(layer.parent), "KERAS_BACKEND": "tensorflow",
+               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if unpack_dir is not None:
+            shutil.rmtree(unpack_dir, ignore_errors=True)
+            env["LAYER_UNPACK_DIR"] = str(unpack_dir)
+        if cold and not _drop_caches():
+            raise RuntimeError("cannot drop the page cache here")
+        argv = [str(python), "-I", "-S", "-B", "-c", _TIMER, str(layer), *modules]
+        out = subprocess.run([taskset, "-c", "0", *argv] if taskset else argv, capture_output=True, text=True,
+                             env=env, timeout=600, check=True)
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    return round(statistics.median(samples), 3)
+
+
+def _extract(zip_path: Path, where: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(where)
+    return where / "python"
+
+
+def main() -> int:
+    results: dict = {"runs": RUNS, "one_core": bool(shutil.which("taskset")), "layers": {}}
+    can_drop = _drop_caches()
+    results["page_cache_dropped"] = can_drop
+    with tempfile.TemporaryDirectory(prefix="layers-pack-bench-") as scratch:
+        work = Path(scratch)
+        for name in (*PACKED, *UNPACKED):
+            recipe = load_recipe(name, ROOT / "recipes")
+            python = find_interpreter(recipe.runtime_info.python, Runner()).path
+            zip_path = _zip_for(name)
+            layer = _extract(zip_path, work / name)
+            report = zip_path.with_name(zip_path.name.removesuffix(".zip") + ".report.json")
+            data = json.loads(report.read_text())
+            imports = tuple(recipe.smoke.imports)
+            entry = {"runtime": recipe.runtime, "zip_sha256": data["zip"]["sha256"],
+                     "counted_bytes": data["budget"]["unzipped_bytes"]}
+            if name in PACKED:
+                pack = data["pack"]
+                unpack_dir = work / f"{name}-unpacked"
+                entry |= {"unpacked_bytes": pack["unpacked_bytes"], "archive_bytes": pack["archive_bytes"],
+                          "compression": f"{pack['compression']} {pack['level']}",
+                          "unpack_seconds_warm": _timed(python, layer, ("layer_runtime.unpack",), unpack_dir,
+                                                        cold=False),
+                          "unpack_seconds_cold_cache": _timed(python, layer, ("layer_runtime.unpack",), unpack_dir,
+                                                              cold=True) if can_drop else None,
+                          "cold_start_seconds": _timed(python, layer, imports, unpack_dir, cold=False)}
+                root = unpack_dir / pack["id"]
+                subprocess.run([str(python), "-I", "-S", "-B", "-c",
+                                f"import sys; sys.path.insert(0, {str(layer)!r}); import layer_runtime.unpack"],
+                               env={"LAYER_UNPACK_DIR": str(unpack_dir), "PATH": "/usr/bin:/bin"}, check=True)
+                entry["import_seconds_after_unpack"] = _timed(python, root, imports, None, cold=False)
+            else:
+                entry["unpacked_bytes"] = data["budget"]["unzipped_bytes"]
+                entry["import_seconds"] = _timed(python, layer, imports, None, cold=False)
+            results["layers"][name] = entry
+    packed, lean = results["layers"]["tf18-packed"], results["layers"]["tf18-lean"]
+    results["target"] = {"what": "tf18-packed cold start (unpack + first import) within 1.0 s of tf18-lean's cold "
+                                 "import, one core", "tf18_packed_cold_start_seconds": packed["cold_start_seconds"],
+                         "tf18_lean_import_seconds": lean["import_seconds"], "allowed_seconds": TARGET_SECONDS,
+                         "meets": packed["cold_start_seconds"] <= lean["import_seconds"] + TARGET_SECONDS}
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_results("pack", results)
+    return 0 if results["target"]["meets"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
