@@ -399,6 +399,9 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
     report = _report(recipe, target, backend, final, stages, budget, zipped, timer)
     if stages.packed:
         report["pack"] = stages.packed.to_json(counted.total)
+        if not stages.packed.verification.verified:  # what is published is the packed layer: it must be proven too
+            report["verification"]["verified"] = False
+            report["verification"]["how"] += f"; the packed layer was NOT smoke-tested: {stages.packed.verification.how}"
     report["identity"] = layer_identity(recipe, lock.digest, backend.environment_id(target))
     if options.compare_to is not None:
         reporter.step(f"compare with {options.compare_to}")
