@@ -376,6 +376,12 @@ def _link_target(path: str, name: str, root: str) -> str:
     if target.startswith("/"):
         raise BuildError(f"cannot pack symlink {path} -> {target}: its target is absolute, and the archive "
                          "unpacks elsewhere", hint=LINK_HINT)
+    parts = [part for part in target.split("/") if part not in ("", ".")]
+    ups = next((i for i, part in enumerate(parts) if part != ".."), len(parts))
+    if ".." in parts[ups:]:
+        # The unpacker (runtime/_unpack.py) counts only leading ".." steps, which it can check exactly.
+        raise BuildError(f"cannot pack symlink {path} -> {target}: a '..' after a name in its target",
+                         hint="point the link without '..' after a name (e.g. ../b, not a/../b)")
     depth = name.count("/")
     for part in target.split("/"):
         depth += -1 if part == ".." else 0 if part in ("", ".") else 1
