@@ -358,7 +358,7 @@ def test_an_absolute_symlink_is_refused(tree, tmp_path, pack):
 @pytest.mark.parametrize("target", ["../../outside", "../" * 5 + "etc/passwd"])
 def test_a_symlink_out_of_the_tree_is_refused(tree, tmp_path, pack, target):
     (tree / "numpy/out").symlink_to(target)
-    _refused(pack, tree, tmp_path, ["numpy/out", "a '..' after a name"])
+    _refused(pack, tree, tmp_path, ["numpy/out", "outside the tree"])
 
 
 def test_a_symlink_with_dotdot_after_a_name_is_refused_as_the_unpacker_would(tree, tmp_path, pack):
@@ -369,7 +369,7 @@ def test_a_symlink_with_dotdot_after_a_name_is_refused_as_the_unpacker_would(tre
 def test_a_symlink_out_through_another_symlink_is_refused(tree, tmp_path, pack):
     (tree / "numpy/up").symlink_to("..")  # the tree's root: inside
     (tree / "numpy/out").symlink_to("up/..")  # looks like numpy/, is the tree's parent
-    _refused(pack, tree, tmp_path, ["numpy/out", "outside the tree"])
+    _refused(pack, tree, tmp_path, ["numpy/out", "a '..' after a name"])
 
 
 def test_a_layer_python_that_is_not_empty_is_refused(tree, tmp_path, runtime_dir):
