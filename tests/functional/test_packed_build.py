@@ -109,6 +109,11 @@ def test_a_packed_build_is_reproducible_and_plan_counts_it_twice(tmp_path):
     first, report = _build(tmp_path, "zstd", 9, out="one")
     second, _ = _build(tmp_path, "zstd", 9, out="two")
     assert first.read_bytes() == second.read_bytes()
+    # The commands that read a built layer take a packed one as it is.
+    shown = layers("report", str(first), cwd=tmp_path)
+    assert shown.returncode == 0 and "packed: " in shown.stderr and "verified packed: " in shown.stderr, shown.stderr
+    checked = layers("check", str(first), "--runtime", "python3.11", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     plan = layers("plan", "--layer", "tiny", "--out", "one", "--json", cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
     data = json.loads(plan.stdout)
