@@ -38,6 +38,7 @@ from .events import Reporter, Silent
 from .lockfile import check_drop_names, layer_identity
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .pack import PackResult, pack_tree
+from .plan import EPHEMERAL_DEFAULT, MIB, ephemeral_for
 from .recipe import IMAGE_LIMIT, PackSettings, Recipe
 from .runner import Runner
 from .runtimes import system_libraries
@@ -189,6 +190,8 @@ class _Packed:
                 "counted_bytes": counted, "pack_seconds": round(r.seconds, 3),
                 "unpack_seconds": _rounded(self.unpack_seconds), "cold_start_seconds": _rounded(self.cold_start_seconds),
                 "timing": "median of 5 runs on one core, each from an empty unpack directory",
+                "ephemeral_storage_mb": ephemeral_for(r.unpacked_bytes) // MIB,
+                "snapstart_keeps_tmp": ephemeral_for(r.unpacked_bytes) <= EPHEMERAL_DEFAULT,
                 "verification": self.verification.to_json()}
 
 
@@ -279,6 +282,11 @@ def _pack(session: Session, scratch: Path, tree: Path, recipe: Recipe, interpret
                        runtime_dir=RUNTIME_MODULES)
     reporter.step(f"packed {human(result.unpacked_bytes)} in {result.files:,} files into {human(result.archive_bytes)}"
                   f" behind {result.stubs} stubs")
+    ephemeral = ephemeral_for(result.unpacked_bytes)
+    if ephemeral > EPHEMERAL_DEFAULT:
+        reporter.notice(f"the packed layer unpacks to {human(result.unpacked_bytes)} in /tmp: give the function "
+                        f"EphemeralStorage of at least {ephemeral // MIB} MB (SnapStart keeps /tmp only at the "
+                        "512 MB default, so it would unpack at every restore)")
     verification = _smoke(session, python, recipe, interpreter, reporter, timer)
     if not verification.verified:
         reporter.notice(f"the packed layer is NOT smoke-tested: {verification.how}")

@@ -148,5 +148,10 @@ def _tmp_advice(ephemeral: int, raise_to: int, needed: int, largest: int) -> str
     return f"{human(ephemeral - needed)} of /tmp to spare; the largest model is {human(largest)}"
 
 
+def ephemeral_for(tmp_bytes: int) -> int:
+    """The EphemeralStorage (bytes) a function needs for ``tmp_bytes`` in /tmp, with the function's own headroom."""
+    return max(EPHEMERAL_DEFAULT, _round_up_mib(tmp_bytes + TMP_HEADROOM))
+
+
 def _round_up_mib(size: int, step: int = 64 * MIB) -> int:
     return -(-size // step) * step

@@ -358,6 +358,10 @@ def parse_recipe(data: dict, source: Path | str = "<recipe>") -> Recipe:
         # The layer unpacks itself with the zstandard wheel for the runtime's Python (3.14 has compression.zstd).
         raise RecipeError(f"{source}: pack.compression: zstd on {runtime.name} needs the decoder in the layer",
                           hint='add "zstandard" to requirements, or set pack.compression = "gzip" (stdlib only)')
+    if recipe.pack.mode == "tmp" and recipe.bytecode == "none":
+        # /tmp is writable: without bytecode in the archive, every cold start would compile the stack into it.
+        raise RecipeError(f"{source}: bytecode: a packed layer carries its bytecode in the archive, not 'none'",
+                          hint='set bytecode = "only" (smallest) or "alongside" (keeps the sources for tracebacks)')
     if recipe.strip.docstrings == "empty" and recipe.bytecode != "only":
         raise RecipeError(f"{source}: strip.docstrings: 'empty' needs bytecode = 'only' (not {recipe.bytecode!r}): "
                           "docstrings are emptied in the compiled modules, and other modes ship the sources",

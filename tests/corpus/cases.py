@@ -215,6 +215,8 @@ def _recipe_variants():
                                                ["arm64"]))
     yield "rule-name-not-stem", toml(_set(BASE_RECIPE, "name", "other"))
     yield "rule-reserve-all", toml(_set(BASE_RECIPE, "reserve", "250MB"))
+    yield "rule-pack-without-bytecode", toml(_set(_set(BASE_RECIPE, "pack.mode", "tmp"), "pack.compression", "gzip"))
+    yield "rule-pack-zstd-without-decoder", toml(_set(_set(BASE_RECIPE, "pack.mode", "tmp"), "bytecode", "only"))
     text = toml(BASE_RECIPE)
     yield "toml-empty", ""
     yield "toml-truncated", text[: len(text) // 2] + '"unterminated'

@@ -73,6 +73,7 @@ def test_tf18_packed_counts_under_40_mib_and_leaves_100_mb_for_a_model(tmp_path)
     pack = _assert_packed_and_verified(report)
     assert report["budget"]["unzipped_bytes"] <= 40 * MIB
     assert pack["unpacked_bytes"] > 200 * MIB and "python3.6" in pack["verification"]["how"]
+    assert pack["ephemeral_storage_mb"] == 512 and pack["snapstart_keeps_tmp"]
     python = str(find_interpreter("3.6", Runner()).path)
     run = _run_at_opt(zip_path, tmp_path, python, _workload("tf18-packed"))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -94,6 +95,7 @@ def test_tf2_counts_under_230_mib_and_says_what_tmp_it_needs(tmp_path):
     assert report["budget"]["unzipped_bytes"] <= 230 * MIB
     assert report["versions"]["tensorflow-cpu"].startswith("2.") and report["versions"]["keras"].startswith("3.")
     assert "python3.12" in pack["verification"]["how"]
+    assert pack["ephemeral_storage_mb"] >= 832 and not pack["snapstart_keeps_tmp"]  # 782 MiB unpacked
     planned = subprocess.run([sys.executable, "-m", "builder", "plan", "--layer", "tf2", "--json"], cwd=ROOT,
                              capture_output=True, text=True, timeout=120, check=False)
     assert planned.returncode == 0, planned.stderr

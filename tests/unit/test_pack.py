@@ -400,8 +400,10 @@ def test_a_tree_of_no_files_is_refused(tmp_path, pack):
 # -- the [pack] table of a recipe ------------------------------------------------------------------------------
 
 
-def _recipe(write_recipe, pack_table: str = ""):
-    return load_recipe(write_recipe(VALID_RECIPE + (f"[pack]\n{pack_table}\n" if pack_table else "")))
+def _recipe(write_recipe, pack_table: str = "", bytecode: str = "alongside"):
+    # A packed layer carries its bytecode, so the recipe compiles it.
+    text = VALID_RECIPE.replace('runtime = "python3.11"', f'runtime = "python3.11"\nbytecode = "{bytecode}"')
+    return load_recipe(write_recipe(text + (f"[pack]\n{pack_table}\n" if pack_table else "")))
 
 
 def test_pack_defaults(write_recipe):
@@ -457,6 +459,12 @@ def test_bad_pack_settings_are_refused_naming_the_key(write_recipe, what, table,
 def test_the_longest_unpack_dir_is_accepted(write_recipe):
     path = "/tmp/" + "x" * 95
     assert _recipe(write_recipe, f'unpack_dir = "{path}"').pack.unpack_dir == path
+
+
+def test_a_packed_layer_needs_bytecode(write_recipe):
+    with pytest.raises(RecipeError, match="bytecode: a packed layer carries its bytecode") as refused:
+        _recipe(write_recipe, 'mode = "tmp"\ncompression = "gzip"', bytecode="none")
+    assert 'bytecode = "only"' in refused.value.hint
 
 
 def test_zstd_packing_needs_the_decoder_in_the_requirements(write_recipe):
