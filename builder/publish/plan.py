@@ -136,7 +136,9 @@ def check_loads(artifact: Artifact, request: PublishRequest) -> list[str]:
     """
     warnings = []
     for name in compatible_runtimes(artifact, request):
-        check = check_zips([artifact.zip_path], system_libraries(get_runtime(name), artifact.arch))
+        # load_artifact read the zip through already: once per runtime would read it again each time.
+        check = check_zips([artifact.zip_path], system_libraries(get_runtime(name), artifact.arch),
+                           read_through=False)
         if check.errors and not request.force:
             first = check.errors[0]
             more = f" (and {len(check.errors) - 1} more)" if len(check.errors) > 1 else ""

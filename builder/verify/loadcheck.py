@@ -395,7 +395,7 @@ class _Walk:
 # --- several layer zips as one /opt ----------------------------------------------
 
 
-def check_zips(zips: list[Path], libs: SystemLibraries) -> LoadCheck:
+def check_zips(zips: list[Path], libs: SystemLibraries, *, read_through: bool = True) -> LoadCheck:
     """Extract the layers in order into one temporary /opt (later files win) and check it.
 
     Only ELF files and symlinks are written: nothing else can satisfy a need.
@@ -403,7 +403,8 @@ def check_zips(zips: list[Path], libs: SystemLibraries) -> LoadCheck:
     land outside /opt (an absolute name, a ``..``, a symlink leading out),
     and for a damaged one (a bad CRC or size, in any member, ELF or not).
     """
-    for path in zips:
+    # read_through=False: the caller has read every member already (publish's load_artifact did).
+    for path in zips if read_through else ():
         verify_layer_zip(path)
     with tempfile.TemporaryDirectory(prefix="layers-check-") as temp, ExitStack() as stack:
         root = Path(temp).resolve()
