@@ -219,6 +219,32 @@ def staging_key(artifact: Artifact) -> str:
     return f"layers/{artifact.published_name}/{artifact.sha256_hex}.zip"
 
 
+# -- SSM parameters ----------------------------------------------------------
+# Where a team's templates find a layer: ``{prefix}/{layer}/{arch}/latest``
+# holds the newest checked version's ARN, ``{prefix}/{layer}/{arch}/{version}``
+# pins one. Shared by publish (which writes them) and ``layers arns`` (which
+# names them in IaC snippets), so the two can never disagree.
+DEFAULT_SSM_PREFIX = "/layers"
+_SSM_PREFIX = re.compile(r"^(/[A-Za-z0-9_.-]{1,64}){1,8}$")
+
+
+def check_ssm_prefix(prefix: str) -> None:
+    """``--ssm-prefix``: an absolute SSM path of at most 8 levels (the names below add 3 of SSM's 15)."""
+    if not _SSM_PREFIX.fullmatch(prefix) or prefix.lower().startswith(("/aws", "/ssm")):
+        raise UsageError(f"--ssm-prefix {prefix!r} is not an SSM parameter path",
+                         hint="a path such as /layers or /team/layers: '/'-separated letters, digits, '_', '.', '-'; "
+                              "not under /aws or /ssm")
+
+
+def ssm_parameter_name(prefix: str, layer_name: str, arch: str, which: str | int) -> str:
+    """The parameter holding a layer's ARN: ``which`` is ``"latest"`` or a version number."""
+    check_ssm_prefix(prefix)
+    if which != "latest" and not (isinstance(which, int) and not isinstance(which, bool) and which >= 1):
+        raise UsageError(f"an SSM parameter names 'latest' or a version number, not {which!r}",
+                         hint="this is a bug in the caller")
+    return f"{prefix}/{layer_name}/{arch}/{which}"
+
+
 # -- 2. plan -----------------------------------------------------------------
 @dataclass(frozen=True)
 class RegionPlan:
