@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from builder.errors import UsageError
-from builder.plan import EPHEMERAL_DEFAULT, MIB, Item, plan_budget
+from builder.plan import EPHEMERAL_DEFAULT, MIB, Item, ephemeral_for, plan_budget, storage_for, usable
 
 MB = MIB  # Lambda's megabyte
 
@@ -74,4 +74,16 @@ def test_a_packed_layer_over_512mb_unpacked_asks_for_ephemeral_storage():
     plan = plan_budget(1 * MB, [packed], [])
     package = plan.options[0]
     assert package.fits  # the check's limit is the storage it asks for, up to 10,240 MB
-    assert "set EphemeralStorage to 832 MB" in package.advice and "SnapStart" in package.advice
+    # 800 + 32 MiB need 960 MB: a fresh ext4 of 832 MB leaves 743 MiB usable (measured), of 960 MB 844.
+    assert "set EphemeralStorage to 960 MB" in package.advice and "SnapStart" in package.advice
+    assert package.checks[-1].limit == usable(960 * MB) >= 832 * MB
+
+
+def test_the_storage_asked_for_holds_what_goes_there_once_its_file_system_took_its_part():
+    # The default 512 MB holds 450 MiB: a 480 MiB model (with 32 MiB headroom) no longer "just fits".
+    assert usable(EPHEMERAL_DEFAULT) // MB == 450
+    assert plan_budget(0, [], [Item("m", 480 * MB, "given")]).options[1].checks[1].limit == usable(640 * MB)
+    for needed in (1, 450 * MB, 451 * MB, 1000 * MB, 9000 * MB):
+        size = storage_for(needed)
+        assert usable(size) >= needed > usable(size - 64 * MB) and size % (64 * MB) == 0
+    assert ephemeral_for(212 * MB) == EPHEMERAL_DEFAULT and ephemeral_for(420 * MB) == 576 * MB
