@@ -10,8 +10,12 @@ those isolated runs ignore PYTHONPATH, so the child puts the layer's python/
 first on sys.path itself, where Lambda has /opt/python. The runs that prove
 that nothing is written into the layer bind-mount it read-only under
 ``unshare -m``, and the small /tmp is a real 1 MiB tmpfs mounted there too.
-The host's mounts are never touched. The remaining tests call the module in
-this process: unsafe members, tar formats, stale partials, manifests.
+The host's mounts are never touched. Python 3.14, which unpacks zstd with
+the standard library's ``compression.zstd``, is Debian's, from a small root
+that ``.ci/test-python314-root.sh`` makes; it runs under bwrap with that
+root's /usr and /etc and this run's temporary directory bound in. The
+remaining tests call the module in this process: unsafe members, tar
+formats, stale partials, manifests.
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ pytestmark = pytest.mark.functional
 RUNTIME = ROOT / "builder" / "runtime"
 STUB = "from layer_runtime._unpack import redirect; redirect(__name__)\n"
 MTIME = 315532800  # the builder's fixed timestamp (1980-01-01)
-EXT = "_bisect"  # a stdlib extension module, copied into the tree as an extension top-level
+EXT = "_lsprof"  # a stdlib extension module (a file in every Python here), copied into the tree as a top-level
 TOP_LEVEL = ["demo_pkg", "demo_mod", "demo_ns", EXT]
 ZSTANDARD = {"3.6": "0.20.0"}  # its last release for 3.6; newer Pythons get 0.25.0
+PY314_ROOT = Path(os.environ.get("LAYERS_TEST_PY314_ROOT", "/var/cache/layers-test/py314-root"))
 
 DEMO_PKG = b'''"""A packed package that reads a data file beside itself."""
 import os
@@ -162,11 +167,29 @@ def snapshot(tree: Path) -> dict[str, tuple]:
             for path in sorted(tree.rglob("*"))}
 
 
+def python314(base: Path) -> Path:
+    """A ``python3.14`` command: Debian's, run by bwrap from PY314_ROOT with ``base`` (this run's tmp) bound in."""
+    python = PY314_ROOT / "usr" / "bin" / "python3.14"
+    assert python.is_file(), f"no Python 3.14 root at {PY314_ROOT}: run bash .ci/test-python314-root.sh"
+    wrapper = base / "python3.14"
+    if not wrapper.exists():
+        # No ro-bind of the root at /: bwrap could not make the mount point for ``base`` in it.
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'exec bwrap --tmpfs / --ro-bind "{PY314_ROOT}/usr" /usr --ro-bind "{PY314_ROOT}/etc" /etc'
+            " --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --proc /proc --dev /dev"
+            f' --tmpfs /tmp --bind "{base}" "{base}" --chdir "{base}" /usr/bin/python3.14 "$@"\n')
+        wrapper.chmod(0o755)
+    return wrapper
+
+
 @pytest.fixture(scope="session")
-def interpreters():
+def interpreters(tmp_path_factory):
     runner, found = Runner(), {}
 
     def get(version: str) -> Path:
+        if version == "3.14":
+            return python314(tmp_path_factory.getbasetemp())
         if version not in found:
             interpreter = find_interpreter(version, runner)
             found[version] = interpreter.path if interpreter else None
@@ -199,7 +222,8 @@ def zstandard_for(tmp_path_factory):
 def extension(python: Path) -> Path:
     out = subprocess.run([str(python), "-I", "-S", "-c", f"import {EXT}; print({EXT}.__file__)"],
                          capture_output=True, text=True, check=True)
-    return Path(out.stdout.strip())
+    path = Path(out.stdout.strip())
+    return path if python.name != "python3.14" else PY314_ROOT / path.relative_to("/")  # seen from its root
 
 
 class Layer:
@@ -233,7 +257,8 @@ class Layer:
 def layer_for(tmp_path, interpreters, zstandard_for):
     def make(version: str, compression: str = "gzip", **kwargs) -> Layer:
         python = interpreters(version)
-        zstd = zstandard_for(version) if compression == "zstd" else None
+        # From 3.14 on the decoder is the standard library's compression.zstd: no zstandard in the layer.
+        zstd = zstandard_for(version) if compression == "zstd" and version != "3.14" else None
         path = tmp_path / f"layer-{version}-{compression}"
         manifest = make_layer(path, compression, ext=extension(python), zstd=zstd, **kwargs)
         return Layer(path, python, tmp_path / f"unpack-{version}-{compression}", manifest)
@@ -293,8 +318,8 @@ assert sum(isinstance(finder, u._PackedFinder) for finder in sys.meta_path) == 1
 print("ROOT", root)
 """
 
-VERSIONS = ["3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
-CASES = [(v, "gzip") for v in VERSIONS] + [(v, "zstd") for v in ("3.6", "3.12", "3.13")]
+VERSIONS = ["3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]
+CASES = [(v, "gzip") for v in VERSIONS] + [(v, "zstd") for v in ("3.6", "3.12", "3.13", "3.14")]
 
 
 @pytest.mark.parametrize("version,compression", CASES)
@@ -333,7 +358,7 @@ print("ROOT", unpack.ROOT, demo_pkg.__file__)
     assert "already unpacked" not in result.stderr  # the stub found the finder installed: not even a stat
 
 
-@pytest.mark.parametrize("version,compression", [("3.6", "gzip"), ("3.12", "zstd")])
+@pytest.mark.parametrize("version,compression", [("3.6", "gzip"), ("3.12", "zstd"), ("3.14", "zstd")])
 def test_a_second_start_finds_the_root_and_does_not_unpack_again(layer_for, version, compression):
     layer = layer_for(version, compression)
     code = "import demo_pkg; print(demo_pkg.data())"
@@ -349,7 +374,7 @@ def test_a_second_start_finds_the_root_and_does_not_unpack_again(layer_for, vers
     assert layer.leftovers() == [f".{layer.manifest['id']}.lock", layer.manifest["id"]]
 
 
-@pytest.mark.parametrize("version,compression", [("3.6", "gzip"), ("3.12", "zstd")])
+@pytest.mark.parametrize("version,compression", [("3.6", "gzip"), ("3.12", "zstd"), ("3.14", "zstd")])
 def test_two_processes_started_at_once_unpack_once(layer_for, version, compression, tmp_path):
     layer = layer_for(version, compression)
     layer.unpack_dir.mkdir()
@@ -389,7 +414,8 @@ def _truncate(layer: Layer, consistent: bool) -> None:
         (runtime / "packed.json").write_text(json.dumps(layer.manifest))
 
 
-@pytest.mark.parametrize("version,compression", [("3.6", "gzip"), ("3.12", "gzip"), ("3.12", "zstd")])
+@pytest.mark.parametrize("version,compression", [("3.6", "gzip"), ("3.12", "gzip"), ("3.12", "zstd"),
+                                                 ("3.14", "zstd")])
 @pytest.mark.parametrize("damage,expected", [
     ("truncated", "is {size} bytes, packed.json says {bytes}: the archive is truncated"),
     ("truncated-consistent", "is truncated: its data ends before the end of the tar"),
@@ -661,3 +687,40 @@ def test_the_runtime_imports_only_the_standard_library_and_its_decoder_lazily():
                 assert id(node) not in top, f"{name} is imported at module level"
             else:
                 assert top_name in allowed, f"_unpack.py imports {name}"
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.14"])
+def test_the_builders_own_archive_unpacks_with_the_runtimes_decoder(interpreters, zstandard_for, version, tmp_path):
+    """pack.py's archive (multi-threaded zstd, level 19, with content size and checksum), not the test's own:
+    on 3.14 the standard library's compression.zstd decodes it, with no zstandard in the layer."""
+    from builder.pack import pack_tree
+    from builder.recipe import PackSettings
+
+    python = interpreters(version)
+    tree = tmp_path / "tree"
+    for name, spec in demo_tree(extension(python), big=3 << 20).items():
+        path = tree / name
+        if isinstance(spec, bytes):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(spec if name != "demo_pkg/big.bin" else os.urandom(len(spec)))
+        elif spec[0] == "dir":
+            path.mkdir(parents=True, exist_ok=True)
+        elif spec[0] == "exec":
+            path.write_bytes(spec[1])
+            path.chmod(0o755)
+        else:
+            path.symlink_to(spec[1])
+    if version != "3.14":  # the decoder as pip installs it, with its dist-info
+        for entry in zstandard_for(version).iterdir():
+            if entry.name.startswith("zstandard"):
+                shutil.copytree(entry, tree / entry.name)
+    layer = tmp_path / "layer"
+    result = pack_tree(tree, layer / "python", PackSettings(mode="tmp", compression="zstd", level=19,
+                                                            unpack_dir="/tmp/layers"),
+                       python_version=tuple(map(int, version.split("."))), runtime_dir=RUNTIME)
+    assert ("zstandard" in result.uncompressed) == (version != "3.14")
+    manifest = json.loads((layer / "python" / "layer_runtime" / "packed.json").read_text())
+    run = Layer(layer, python, tmp_path / "unpack", manifest).run(IMPORTS, read_only=True)
+    assert run.returncode == 0, run.stderr
+    assert f"ROOT {tmp_path / 'unpack' / result.id}" in run.stdout
+    assert "layer_runtime: unpacked 8 files" in run.stderr, run.stderr
