@@ -42,7 +42,7 @@ from .plan import EPHEMERAL_DEFAULT, MIB, ephemeral_for
 from .recipe import IMAGE_LIMIT, PackSettings, Recipe
 from .runner import Runner
 from .runtimes import system_libraries
-from .strip.bytecode import BytecodeResult, compile_tree
+from .strip.bytecode import LAYER_ROOT, BytecodeResult, compile_tree
 from .strip.rules import StripContext, StripReport, installed_distributions, strip_tree
 from .strip.trace import Pruner, PruneReport
 from .verify.interpreters import Interpreter
@@ -282,6 +282,11 @@ def _pack(session: Session, scratch: Path, tree: Path, recipe: Recipe, interpret
                        runtime_dir=RUNTIME_MODULES)
     reporter.step(f"packed {human(result.unpacked_bytes)} in {result.files:,} files into {human(result.archive_bytes)}"
                   f" behind {result.stubs} stubs")
+    if recipe.bytecode != "none" and interpreter is not None:
+        # The unpacker runs from read-only /opt at every cold start, where Python cannot cache its bytecode:
+        # compiled here it saves 13 ms each time (_unpack.py on 3.6). Its source stays, for tracebacks.
+        timer.run("pack_bytecode", compile_tree, python / "layer_runtime", "alongside", interpreter, session.runner,
+                  session.tmp, ddir=f"{LAYER_ROOT}/layer_runtime")
     ephemeral = ephemeral_for(result.unpacked_bytes)
     if ephemeral > EPHEMERAL_DEFAULT:
         reporter.notice(f"the packed layer unpacks to {human(result.unpacked_bytes)} in /tmp: give the function "

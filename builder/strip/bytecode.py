@@ -112,17 +112,18 @@ def fix_mtimes(tree: Path) -> None:
 
 
 def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner,
-                 tmp: Path | None = None, docstrings: str = "keep") -> BytecodeResult:
+                 tmp: Path | None = None, docstrings: str = "keep", ddir: str = LAYER_ROOT) -> BytecodeResult:
     """``alongside``: __pycache__ next to sources; ``only``: sourceless .pyc in place of .py.
 
     ``docstrings``: "keep", or "empty" to compile them as "".
     ``tmp``: where to put the compile script, somewhere ``runner``'s commands can read it.
+    ``ddir``: where ``tree`` will be on Lambda, the file names tracebacks show.
     """
     fix_mtimes(tree)
     with tempfile.TemporaryDirectory(prefix="layers-compile-", dir=tmp) as scratch:
         script = Path(scratch) / "compile.py"
         script.write_text(_COMPILE)
-        result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, LAYER_ROOT, docstrings],
+        result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, ddir, docstrings],
                             timeout=3600)
     output = result.stdout + result.stderr
     if result.returncode not in (0, 1):  # 1: some files did not compile, reported below

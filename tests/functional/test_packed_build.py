@@ -82,7 +82,9 @@ def test_a_packed_layer_builds_verifies_and_runs_from_a_read_only_copy(tmp_path,
     assert pack["unpacked_bytes"] > pack["archive_bytes"] and pack["unpack_seconds"] > 0
     names = set(zipfile.ZipFile(zip_path).namelist())
     assert {"python/six.py", "python/idna/__init__.py", f"python/layer_runtime/packed.tar.{suffix}",
-            "python/layer_runtime/packed.json", "python/layer_runtime/_unpack.py"} <= names
+            "python/layer_runtime/packed.json", "python/layer_runtime/_unpack.py",
+            # The unpacker runs from read-only /opt at each cold start: compiled at build time, its source kept.
+            "python/layer_runtime/__pycache__/_unpack.cpython-311.pyc"} <= names
     assert not any(n.startswith("python/idna/") and n != "python/idna/__init__.py" for n in names)  # in the archive
     # zstd for Python 3.11 needs its decoder beside the archive; with gzip (the stdlib's) it is packed like the rest.
     assert any(n.startswith("python/zstandard/backend_c") for n in names) == (compression == "zstd")
