@@ -189,7 +189,9 @@ class _Packed:
                 "files": r.files, "stubs": r.stubs, "top_level": list(r.top_level), "unpack_dir": s.unpack_dir,
                 "counted_bytes": counted, "pack_seconds": round(r.seconds, 3),
                 "unpack_seconds": _rounded(self.unpack_seconds), "cold_start_seconds": _rounded(self.cold_start_seconds),
-                "timing": "median of 5 runs on one core, each from an empty unpack directory",
+                "timing": "median of 5 runs on one core, each from an empty unpack directory in this machine's "
+                          "temporary directory, whose file system's speed counts (make bench unpacks into a new "
+                          "ext4, as Lambda's /tmp is)",
                 "ephemeral_storage_mb": ephemeral_for(r.unpacked_bytes) // MIB,
                 "snapstart_keeps_tmp": ephemeral_for(r.unpacked_bytes) <= EPHEMERAL_DEFAULT,
                 "verification": self.verification.to_json()}

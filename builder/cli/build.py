@@ -187,7 +187,8 @@ def _show_proven(report: dict) -> None:
         err.print(Text.assemble(("NOT verified by a smoke test: ", "yellow"), verification["how"]))
     pack = report.get("pack")
     if pack:
-        cold = f"; cold start {pack['cold_start_seconds']:.2f} s on one core" if pack.get("cold_start_seconds") else ""
+        cold = (f"; cold start {pack['cold_start_seconds']:.2f} s on one core, unpacking into this machine's "
+                "temporary directory" if pack.get("cold_start_seconds") else "")
         err.print(Text.assemble(("packed: ", "cyan"), f"{human(pack['archive_bytes'])} {pack['compression']} archive "
                                 f"counts {human(pack['counted_bytes'])} of the 250 MB and unpacks to "
                                 f"{human(pack['unpacked_bytes'])} under {pack['unpack_dir']}{cold}"))
