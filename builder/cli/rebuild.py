@@ -16,7 +16,7 @@ from rich.table import Table
 from ..errors import LayerError, UsageError
 from ..measure import human
 from .app import RecipesDir, RichReporter, Verbose, _fail, _runner, app, err, out, styled
-from .publish import ManifestDir, Regions, _aws_client, _split, check_aws_environment
+from .publish import ManifestDir, NoSsm, Regions, SsmPrefix, _aws_client, _split, _ssm_and_lease, check_aws_environment
 
 
 # -- locks, rebuilds, schedules ---------------------------------------------------
@@ -83,6 +83,8 @@ def rebuild(
     publish_too: Annotated[bool, typer.Option("--publish", help="Publish what was rebuilt (needs --regions).")] = False,
     regions: Regions = None,
     public: Annotated[bool, typer.Option("--public", help="With --publish: let every AWS account use the layers.")] = False,
+    ssm_prefix: SsmPrefix = None,
+    no_ssm: NoSsm = False,
     base_image: Annotated[Optional[str], typer.Option("--base-image", help="Docker backend base image.")] = None,
     jobs: Annotated[int, typer.Option(help="Recipes at once (default: the machine's cores).")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where builds go (and the last ones are).")] = Path("dist"),
@@ -113,11 +115,13 @@ def rebuild(
         if publish_too:
             if not regions:
                 raise UsageError("--publish needs --regions", hint="e.g. --publish --regions us-east-1,eu-west-1")
-            request = PublishRequest(regions=_split(regions), grants=(Grant.public(),) if public else ())
+            request = PublishRequest(regions=_split(regions), grants=(Grant.public(),) if public else (),
+                                     **_ssm_and_lease(ssm_prefix, no_ssm))
             check_arguments(request)  # a region typo is refused before anything is resolved
             check_aws_environment()   # and so is a bad AWS environment
-        elif regions or public:
-            raise UsageError("--regions and --public go with --publish", hint="add --publish, or drop them")
+        elif regions or public or ssm_prefix is not None or no_ssm:
+            raise UsageError("--regions, --public, --ssm-prefix and --no-ssm go with --publish",
+                             hint="add --publish, or drop them")
         options = RebuildOptions(out_dir=out_dir, manifests=manifests, publish=request, base_image=base_image,
                                  jobs=jobs)
         outcomes = Rebuilder(_runner(verbose), reporter, options, aws_factory=_aws_client).run(loaded, arch)

@@ -43,10 +43,12 @@ RETRYABLE_CODES = frozenset({
     "EC2ThrottledException",
 })
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+# An S3 conditional write or delete that did not hold: another writer got there first.
+_CONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"})
 # The default region for account-level questions (STS, EC2 DescribeRegions).
 HOME_REGION = "us-east-1"
 # The services this tool calls, and the ones whose clients every AWS command needs (made up front).
-SERVICES = ("sts", "lambda", "s3", "ec2")
+SERVICES = ("sts", "lambda", "s3", "ec2", "ssm")
 FIRST_CLIENTS = ("sts", "lambda", "s3")
 # Where botocore takes an endpoint from: one for all services, or one per service (its service ID).
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", *(f"AWS_ENDPOINT_URL_{service.upper()}" for service in SERVICES))
@@ -176,6 +178,15 @@ def _shown(value: str, limit: int = 120) -> str:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+@dataclass(frozen=True)
+class Found:
+    """A small S3 object as ``read_small`` returned it (a publish lease: lease.py)."""
+
+    body: bytes
+    etag: str
+    last_modified: float | None     # seconds since the epoch, S3's clock
 
 
 @dataclass(frozen=True)
@@ -429,6 +440,46 @@ class AwsClient:
             if error.code != "ResourceConflictException":  # granted meanwhile, by an earlier attempt
                 raise
 
+    # -- prune: who still needs a layer version (issue 15) -------------------
+    def layer_users(self, region: str, *, page_size: int = 50) -> dict[str, tuple[str, ...]]:
+        """Every layer version ARN some function in ``region`` lists, with those functions.
+
+        ListFunctions with FunctionVersion=ALL: every published version as
+        well as $LATEST, because a published version pinned to an old layer
+        version is what a rollback (CloudFormation's, say) configures again.
+        Paged by Marker/NextMarker, at most 50 a page (Lambda's own cap,
+        whatever MaxItems asks): one call per 50 function versions, each
+        through the rate limiter. A function is named "name" for $LATEST,
+        "name:3" for its published version 3.
+        """
+        users: dict[str, list[str]] = {}
+        marker, seen = None, set()
+        while True:
+            params = {"FunctionVersion": "ALL", "MaxItems": page_size, **({"Marker": marker} if marker else {})}
+            page = self.call("lambda", region, "ListFunctions", **params)
+            for function in page.get("Functions") or []:
+                name, version = function.get("FunctionName", "?"), function.get("Version", "$LATEST")
+                label = name if version == "$LATEST" else f"{name}:{version}"
+                for layer in function.get("Layers") or []:
+                    if layer.get("Arn"):
+                        users.setdefault(layer["Arn"], []).append(label)
+            marker = page.get("NextMarker")
+            if not marker:
+                return {arn: tuple(names) for arn, names in users.items()}
+            if marker in seen:  # an endpoint that pages in a circle would keep prune listing for ever
+                raise AwsError(f"ListFunctions in {region} gave the same NextMarker twice",
+                               hint="check AWS_ENDPOINT_URL and any proxy between here and AWS")
+            seen.add(marker)
+
+    def ssm_parameter(self, region: str, name: str) -> str | None:
+        """The value of the SSM parameter ``name`` in ``region``; None when there is no such parameter."""
+        try:
+            return self.call("ssm", region, "GetParameter", Name=name)["Parameter"]["Value"]
+        except AwsError as error:
+            if error.code == "ParameterNotFound":
+                return None
+            raise
+
     # -- S3 staging ---------------------------------------------------------
     def ensure_bucket(self, region: str, bucket: str) -> bool:
         """Make sure ``bucket`` exists in ``region``, private and encrypted; True when created now."""
@@ -493,6 +544,70 @@ class AwsClient:
 
         # The body is reopened on every attempt; the progress bar goes back by what was sent.
         self._retrying(region, "PutObject", put_once, before_retry=rewind)
+
+    # -- S3 conditional writes (publish leases: lease.py) -------------------------------
+    def put_if_absent(self, region: str, bucket: str, key: str, body: bytes) -> str | None:
+        """PutObject with If-None-Match: *: the new object's ETag, or None when an object is there already."""
+        return self._conditional_put(region, bucket, key, body, IfNoneMatch="*")
+
+    def put_if_match(self, region: str, bucket: str, key: str, body: bytes, etag: str) -> str | None:
+        """PutObject with If-Match: replaces the object only if it is still ``etag``; None when it is not."""
+        return self._conditional_put(region, bucket, key, body, IfMatch=etag)
+
+    def _conditional_put(self, region: str, bucket: str, key: str, body: bytes, **condition) -> str | None:
+        try:
+            answer = self.call("s3", region, "PutObject", Bucket=bucket, Key=key, Body=body,
+                               ContentType="application/json", **condition)
+        except AwsError as error:
+            # 412: the condition failed. 409 ConditionalRequestConflict: another conditional write to the key is
+            # under way. NoSuchKey: an If-Match on an object deleted meanwhile. Each means "not yours now".
+            if error.status in (409, 412) or error.code in _CONDITION_CODES:
+                return None
+            raise
+        return answer.get("ETag", "")
+
+    def read_small(self, region: str, bucket: str, key: str, limit: int):
+        """GetObject of a small object: a ``Found`` (at most ``limit`` bytes of its body), or None."""
+
+        def get_once():
+            answer = self.client("s3", region).get_object(Bucket=bucket, Key=key)
+            with answer["Body"] as stream:
+                body = stream.read(limit)
+            modified = answer.get("LastModified")
+            return Found(body, answer.get("ETag", ""), modified.timestamp() if modified else None)
+
+        try:
+            return self._retrying(region, "GetObject", get_once)
+        except AwsError as error:
+            if error.status == 404 or error.code in NOT_FOUND_CODES:
+                return None
+            raise
+
+    def delete_if_match(self, region: str, bucket: str, key: str, etag: str) -> bool:
+        """DeleteObject with If-Match: True when deleted, False when it is another object now (or gone)."""
+        try:
+            self.call("s3", region, "DeleteObject", Bucket=bucket, Key=key, IfMatch=etag)
+        except AwsError as error:
+            if error.status in (409, 412) or error.code in _CONDITION_CODES:
+                return False
+            raise
+        return True
+
+    # -- SSM parameters written by publish -----------------------------------------------
+    def parameters(self, region: str, names: tuple[str, ...]) -> dict[str, str | None]:
+        """The values of ``names`` (None: no such parameter), asked 10 at a time (GetParameters' limit)."""
+        values: dict[str, str | None] = dict.fromkeys(names)
+        for start in range(0, len(names), 10):
+            answer = self.call("ssm", region, "GetParameters", Names=list(names[start:start + 10]))
+            for item in answer.get("Parameters", []):
+                if item.get("Name") in values:
+                    values[item["Name"]] = item.get("Value")
+        return values
+
+    def put_parameter(self, region: str, name: str, value: str, *, overwrite: bool, description: str) -> None:
+        """A String parameter; without ``overwrite`` an existing one is an ``AwsError`` ParameterAlreadyExists."""
+        self.call("ssm", region, "PutParameter", Name=name, Value=value, Type="String", DataType="text",
+                  Description=description, Overwrite=overwrite)
 
 
 def _advance(sent: dict, n: int, progress: Callable[[int], None]) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import LayerError, UsageError
+from .aws import AwsError, Found  # Found: what AwsClient.read_small returns
 
 FORMAT = 1
 # Longer than the slowest publish under the lease: ListLayerVersions, GetLayerVersion and PublishLayerVersion of a
@@ -132,15 +133,6 @@ def parse_lease(data: bytes, layer_name: str, sha256: str) -> Lease | None:
 
 
 # -- decisions -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Found:
-    """The lease object as S3 returned it."""
-
-    body: bytes
-    etag: str
-    last_modified: float | None     # seconds since the epoch, S3's clock
-
-
 def expiry(record: Lease | None, found: Found, seconds: int) -> float:
     """When the lease found lapses: its own expiry, or (not a lease we can read) LastModified plus ours."""
     if record is not None:
@@ -272,8 +264,6 @@ def _still_mine(aws, region: str, bucket: str, key: str, layer_name: str, sha256
     there: the later one is the lease, and the earlier writer finds that out
     here and waits instead of publishing too.
     """
-    from .aws import AwsError
-
     try:
         found = aws.read_small(region, bucket, key, MAX_LEASE_BYTES + 1)
     except AwsError:
@@ -286,8 +276,6 @@ def _still_mine(aws, region: str, bucket: str, key: str, layer_name: str, sha256
 
 
 def _release(aws, region: str, bucket: str, key: str, etag: str) -> None:
-    from .aws import AwsError
-
     try:
         aws.delete_if_match(region, bucket, key, etag)
     except AwsError:

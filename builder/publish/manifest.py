@@ -37,10 +37,12 @@ class Entry:
     published_at: str
     runtimes: tuple[str, ...] = ()
     identity: str = ""   # lockfile.layer_identity of the build
+    ssm: tuple[str, ...] = ()  # the SSM parameters publish made name this version (absent from older manifests)
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["runtimes"] = list(self.runtimes)
+        data["ssm"] = list(self.ssm)
         return data
 
 
@@ -115,6 +117,7 @@ MAX_MANIFEST_BYTES = 4 << 20
 _LAYER_NAME = re.compile(r"[a-zA-Z0-9_-]{1,140}")
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_VERSION_TEXT = re.compile(r"[1-9]\d{0,9}")
 _ARN = re.compile(r"arn:aws[a-z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:layer:(?P<name>[a-zA-Z0-9_-]{1,140}):"
                   r"(?P<version>[1-9]\d{0,9})")
 
@@ -147,9 +150,32 @@ def _entry(layer_name: str, architecture: str, region: str, item: object) -> Ent
             and all(isinstance(r, str) and len(r) <= 32 for r in runtimes), f"{where}: a list of runtimes")
     identity = item.get("identity", "")
     _expect(isinstance(identity, str) and (identity == "" or _HEX64.fullmatch(identity)), f"{where}: an identity")
+    ssm = item.get("ssm", [])
+    _expect(isinstance(ssm, list) and len(ssm) <= 2 and len(set(map(str, ssm))) == len(ssm)
+            and all(_ssm_name(name, layer_name, architecture) for name in ssm),
+            f"{where}: SSM parameter names of that layer")
     return Entry(layer_name=layer_name, architecture=architecture, region=region, arn=arn.group(0), version=version,
                  sha256=item["sha256"], code_sha256=code, lock_digest=item["lock_digest"],
-                 published_at=item["published_at"], runtimes=tuple(runtimes), identity=identity)
+                 published_at=item["published_at"], runtimes=tuple(runtimes), identity=identity, ssm=tuple(ssm))
+
+
+def _ssm_name(name: object, layer_name: str, architecture: str) -> bool:
+    """``name`` is ``{prefix}/{layer}/{arch}/latest`` or ``.../{version}`` under a prefix publish accepts.
+
+    Not tied to the entry's version: a team may edit the version to pin an older one, keeping the rest.
+    """
+    from .plan import check_ssm_prefix
+
+    if not isinstance(name, str) or len(name) > 1011:
+        return False
+    prefix, slash, which = name.rpartition(f"/{layer_name}/{architecture}/")
+    if not slash or not (which == "latest" or _VERSION_TEXT.fullmatch(which)):
+        return False
+    try:
+        check_ssm_prefix(prefix)
+    except UsageError:
+        return False
+    return True
 
 
 def manifest_path(directory: Path, recipe: str) -> Path:
@@ -159,27 +185,36 @@ def manifest_path(directory: Path, recipe: str) -> Path:
     return directory / f"{recipe}.json"
 
 
-def render(entries: list[Entry], fmt: str, recipe: str) -> str:
-    """The manifest's rows as json, csv or terraform (table rendering is the CLI's)."""
-    if fmt == "json":
-        return json.dumps([e.to_json() for e in entries], indent=2)
-    if fmt == "csv":
-        lines = ["layer_name,architecture,region,version,arn,sha256,lock_digest,published_at"]
-        lines += [f"{e.layer_name},{e.architecture},{e.region},{e.version},{e.arn},{e.sha256},{e.lock_digest},"
-                  f"{e.published_at}" for e in entries]
-        return "\n".join(lines)
-    if fmt == "terraform":
-        by_layer: dict[str, list[Entry]] = {}
-        for entry in entries:
-            by_layer.setdefault(entry.layer_name, []).append(entry)
-        blocks = []
-        for layer_name, rows in sorted(by_layer.items()):
-            key = _identifier(f"{layer_name}_layer_arns")
-            body = "\n".join(f'    "{e.region}" = "{e.arn}"' for e in rows)
-            blocks.append(f"  # {recipe}: {layer_name} ({rows[0].architecture})\n  {key} = {{\n{body}\n  }}")
-        return "locals {\n" + "\n".join(blocks) + "\n}"
-    raise UsageError(f"unknown format {fmt!r}", hint="table, json, csv or terraform")
+# -- every manifest of a directory (``layers arns --all``) ----------------------------------
+def load_all(directory: Path) -> list[Manifest]:
+    """Every ``*.json`` in ``directory``, each loaded and validated, by recipe name.
 
+    Nothing is skipped: a file whose name is no recipe's, one that is not a regular file, or
+    one that does not validate is an error naming it, so an index never quietly lacks a recipe.
+    """
+    from ..errors import LayerError
+    from ..files import check_directory_option, kind_of
+    from ..recipe import check_recipe_name
 
-def _identifier(text: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+    check_directory_option(directory, "--manifests", must_exist=True)
+    hint = f"move it out of {directory}, or publish again to rewrite it"
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.name.endswith(".json"))
+    except OSError as exc:
+        raise UsageError(f"cannot list {directory}: {exc.strerror or exc}", hint="check --manifests") from None
+    if not paths:
+        raise UsageError(f"no manifests in {directory} (no *.json files)",
+                         hint="layers publish RECIPE --regions ... writes published/RECIPE.json")
+    manifests = []
+    for path in paths:
+        recipe = path.name[:-len(".json")]
+        try:
+            check_recipe_name(recipe)
+        except LayerError:
+            raise UsageError(f"{path} is not named for a recipe (RECIPE.json, RECIPE in lowercase letters, "
+                             "digits, '.', '_', '-')", hint=hint) from None
+        kind = kind_of(path, "manifest", hint=hint)
+        if kind != "file":
+            raise UsageError(f"the manifest {path} is a {kind}, not a file", hint=hint)
+        manifests.append(Manifest.load(path, recipe))
+    return manifests

@@ -18,16 +18,18 @@ import re
 import string
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 
-from ..errors import BudgetError, RecipeError, UsageError, VerifyError
+from ..errors import BudgetError, LayerError, RecipeError, UsageError, VerifyError
 from ..recipe import DIRECT_UPLOAD_LIMIT
 from ..runtimes import get_runtime, system_libraries
 from ..verify.loadcheck import check_zips
 from .artifact import Artifact
 from .aws import PublishedVersion
+from .lease import DEFAULT_LEASE_SECONDS, check_lease_seconds, lease_key
 
 DEFAULT_BUCKET_TEMPLATE = "lambda-layer-builder-{account}-{region}"
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
@@ -78,6 +80,8 @@ class PublishRequest:
     direct_upload: bool = False
     force: bool = False                      # publish even though the smoke test did not run
     bucket_template: str = DEFAULT_BUCKET_TEMPLATE
+    ssm_prefix: str | None = "/layers"       # where the SSM parameters go (DEFAULT_SSM_PREFIX); None: none written
+    lease_seconds: int = DEFAULT_LEASE_SECONDS  # how long a publish's lease lasts (lease.py)
 
 
 # -- 1. checks ------------------------------------------------------------------
@@ -126,6 +130,9 @@ def check_arguments(request: PublishRequest) -> None:
 
     if not request.direct_upload:
         check_bucket_template(request.bucket_template)
+    if request.ssm_prefix is not None:
+        check_ssm_prefix(request.ssm_prefix)
+    check_lease_seconds(request.lease_seconds)
 
 
 def check_loads(artifact: Artifact, request: PublishRequest) -> list[str]:
@@ -245,6 +252,58 @@ def ssm_parameter_name(prefix: str, layer_name: str, arch: str, which: str | int
     return f"{prefix}/{layer_name}/{arch}/{which}"
 
 
+# What publish writes there, decided from what the parameters hold now (read
+# just before, with GetParameters): nothing when they already name the
+# version, so a publish that changes nothing writes nothing. The version's
+# own parameter is written first and never overwritten (a pin must not move);
+# ``latest`` last, so it never names a version whose pin is missing, and
+# never moved back to an older version of the layer (a concurrent publish of
+# another zip may have published a newer one).
+class ParameterConflict(LayerError):
+    """A version's SSM parameter holds another ARN: it is not overwritten."""
+
+    exit_code = 7
+
+
+@dataclass(frozen=True)
+class ParameterWrite:
+    name: str
+    value: str
+    overwrite: bool          # only ``latest`` is ever overwritten
+
+
+def newer_named(value: str | None, arn: str) -> int | None:
+    """The version ``value`` names when it is the ARN of a newer version of ``arn``'s layer; else None."""
+    base, _, version = arn.rpartition(":")
+    if not value or not value.startswith(base + ":"):
+        return None
+    named = value[len(base) + 1:]
+    if not (named.isascii() and named.isdigit() and len(named) <= 10 and version.isdigit()):
+        return None
+    return int(named) if int(named) > int(version) else None
+
+
+def parameter_writes(prefix: str, layer_name: str, arch: str, arn: str, version: int,
+                     current: Mapping[str, str | None], *, keep_latest: bool = False) -> list[ParameterWrite]:
+    """The writes that make ``{prefix}/{layer}/{arch}/{version}`` and ``.../latest`` name ``arn``.
+
+    ``current`` holds what the parameters hold now (None: missing);
+    ``keep_latest``: ``latest`` names a newer version that exists, and stays.
+    """
+    pin = ssm_parameter_name(prefix, layer_name, arch, version)
+    latest = ssm_parameter_name(prefix, layer_name, arch, "latest")
+    writes = []
+    if current.get(pin) is None:
+        writes.append(ParameterWrite(pin, arn, overwrite=False))
+    elif current[pin] != arn:
+        raise ParameterConflict(f"the SSM parameter {pin} holds {current[pin]!r}, not {arn}: a pin is not "
+                                "overwritten", hint=f"if it is stale, delete it (aws ssm delete-parameter --name "
+                                                    f"{pin}) and publish again")
+    if current.get(latest) != arn and not keep_latest:
+        writes.append(ParameterWrite(latest, arn, overwrite=True))
+    return writes
+
+
 # -- 2. plan -----------------------------------------------------------------
 @dataclass(frozen=True)
 class RegionPlan:
@@ -253,6 +312,10 @@ class RegionPlan:
     reason: str
     current: PublishedVersion | None
     bucket: str | None                   # None: direct upload
+    # The SSM parameters made to name the version (each written only where it differs); the version's own
+    # is ".../<new version>" while that is not published yet.
+    ssm: tuple[str, ...] = ()
+    lease: str | None = None             # s3://BUCKET/KEY taken while publishing; None: no publish, or direct
 
 
 @dataclass(frozen=True)
@@ -264,6 +327,8 @@ class Plan:
     grants: tuple[Grant, ...]
     upload: str                          # "s3" | "direct"
     regions: tuple[RegionPlan, ...]
+    ssm_prefix: str | None = None        # None: no SSM parameters (--no-ssm)
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
 
     @property
     def to_publish(self) -> list[RegionPlan]:
@@ -279,8 +344,11 @@ class Plan:
             "architecture": self.artifact.arch,
             "upload": self.upload,
             "grants": [g.describe() for g in self.grants],
+            "ssm_prefix": self.ssm_prefix,
+            "lease_seconds": self.lease_seconds if self.upload == "s3" else None,
             "regions": [{"region": r.region, "action": r.action, "reason": r.reason, "bucket": r.bucket,
-                         "current_version": r.current.version if r.current else None} for r in self.regions],
+                         "current_version": r.current.version if r.current else None,
+                         "ssm_parameters": list(r.ssm), "lease": r.lease} for r in self.regions],
         }
 
 
@@ -296,25 +364,124 @@ def make_plan(artifact: Artifact, request: PublishRequest, regions: tuple[str, .
         else:
             action, reason = "publish", f"version {current.version} has another zip"
         bucket = None if request.direct_upload else request.bucket_template.format(account=account, region=region)
-        planned.append(RegionPlan(region, action, reason, current, bucket))
+        ssm: tuple[str, ...] = ()
+        if request.ssm_prefix is not None:
+            name = artifact.published_name
+            pin = (ssm_parameter_name(request.ssm_prefix, name, artifact.arch, current.version)
+                   if action == "unchanged" else f"{request.ssm_prefix}/{name}/{artifact.arch}/<new version>")
+            ssm = (pin, ssm_parameter_name(request.ssm_prefix, name, artifact.arch, "latest"))
+        lease = (f"s3://{bucket}/{lease_key(artifact.published_name, artifact.sha256_hex)}"
+                 if bucket and action == "publish" else None)
+        planned.append(RegionPlan(region, action, reason, current, bucket, ssm, lease))
     return Plan(artifact, artifact.published_name, layer_description(artifact),
                 tuple(compatible_runtimes(artifact, request)), request.grants,
-                "direct" if request.direct_upload else "s3", tuple(planned))
+                "direct" if request.direct_upload else "s3", tuple(planned), request.ssm_prefix,
+                request.lease_seconds)
 
 
 # -- prune -------------------------------------------------------------------
-def plan_prune(versions: Mapping[str, list[PublishedVersion]], keep: int,
-               protected: Mapping[str, int]) -> dict[str, list[int]]:
-    """Per region, the versions to delete: all but the newest ``keep``, never the manifest's current one."""
-    check_keep(keep)
-    doomed = {}
-    for region, listed in versions.items():
-        newest_first = sorted((v.version for v in listed), reverse=True)
-        doomed[region] = [v for v in newest_first[keep:] if v != protected.get(region)]
-    return doomed
-
-
+# Retention that cannot break a deploy. For each layer and region the CLI
+# gathers the facts (``PruneFacts``: what ListLayerVersions lists, the
+# manifest's current version, the ARN the SSM ``latest`` parameter holds, the
+# functions whose Layers name each version); ``plan_prune`` (pure) decides
+# every version, with every reason it has; only when all regions are decided
+# are the deletions made. A version is kept when any of these holds: the
+# manifest names it, SSM ``latest`` points at it, a function (any published
+# version of one, too) lists it, it is younger than ``--older-than``, or it
+# is one of the newest ``--keep``.
 KEEP_MAX = 10_000
+AGE_MAX_DAYS = 3650
+_AGE = re.compile(r"([1-9][0-9]{0,5})([hdw])")
+_AGE_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+# A reason names a few functions, then counts the rest: an account can have thousands.
+USERS_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class Age:
+    """``--older-than`` as typed (for the reasons) and as a duration."""
+
+    text: str
+    delta: timedelta
+
+
+@dataclass(frozen=True)
+class PruneFacts:
+    """What one region says about one layer."""
+
+    versions: tuple[PublishedVersion, ...]
+    manifest_version: int | None = None
+    ssm_latest: str | None = None   # the value of the SSM "latest" parameter (an ARN); None: no parameter
+    # layer version ARN -> the functions listing it ("name" for $LATEST, "name:3" for a published version)
+    users: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PruneDecision:
+    layer_name: str
+    region: str
+    version: int
+    arn: str
+    created: str
+    delete: bool
+    reasons: tuple[str, ...]        # every reason to keep it, or why it goes
+
+    @property
+    def action(self) -> str:
+        return "delete" if self.delete else "keep"
+
+    def describe(self) -> str:
+        return f"{self.action}: {'; '.join(self.reasons)}"
+
+    def to_json(self) -> dict:
+        return {"layer_name": self.layer_name, "region": self.region, "version": self.version, "arn": self.arn,
+                "created": self.created, "action": self.action, "reasons": list(self.reasons)}
+
+
+def plan_prune(layer_name: str, facts: Mapping[str, PruneFacts], keep: int, *, older_than: Age | None = None,
+               now: datetime | None = None) -> tuple[PruneDecision, ...]:
+    """Every listed version of ``layer_name`` in every region, newest first, kept or deleted, and why."""
+    check_keep(keep)
+    if older_than is not None and now is None:
+        raise ValueError("plan_prune needs now to judge --older-than")
+    decisions = []
+    for region, known in facts.items():
+        newest_first = sorted(known.versions, key=lambda v: -v.version)
+        for rank, version in enumerate(newest_first):
+            reasons = []
+            if version.version == known.manifest_version:
+                reasons.append("manifest's current")
+            if known.ssm_latest is not None and known.ssm_latest == version.arn:
+                reasons.append("SSM latest")
+            if known.users.get(version.arn):
+                reasons.append(_used_by(known.users[version.arn], region))
+            if older_than is not None:
+                created = _created_at(version.created)
+                if created is None:
+                    reasons.append(f"no creation date, so not known to be older than {older_than.text}")
+                elif now - created < older_than.delta:
+                    reasons.append(f"{_age(now - created)}, younger than {older_than.text}")
+            if rank < keep:
+                reasons.append(f"newest {keep}")
+            delete = not reasons
+            if delete:
+                reasons = [f"older than {older_than.text}, beyond the newest {keep}" if older_than
+                           else f"beyond the newest {keep}"]
+            decisions.append(PruneDecision(layer_name, region, version.version, version.arn, version.created,
+                                           delete, tuple(reasons)))
+    return tuple(decisions)
+
+
+def parse_age(text: str) -> Age:
+    """``--older-than``: a whole number of hours, days or weeks (12h, 30d, 2w), up to 10 years; nothing else."""
+    match = _AGE.fullmatch(text)
+    if match is None:
+        raise UsageError(f"--older-than {text!r} is not an age", hint="a whole number and h, d or w: 12h, 30d, 2w")
+    hours = int(match[1]) * _AGE_HOURS[match[2]]
+    if hours > AGE_MAX_DAYS * 24:
+        raise UsageError(f"--older-than {text} is over {AGE_MAX_DAYS:,} days",
+                         hint="an age up to 10 years, e.g. 30d or 52w")
+    return Age(text, timedelta(hours=hours))
 
 
 def check_keep(keep: int) -> None:
@@ -322,3 +489,27 @@ def check_keep(keep: int) -> None:
     if not 1 <= keep <= KEEP_MAX:
         raise UsageError(f"--keep {keep} is not a number of versions from 1 to {KEEP_MAX:,}",
                          hint="how many of the newest versions to keep per region, e.g. --keep 3")
+
+
+def _used_by(functions: tuple[str, ...], region: str) -> str:
+    shown = ", ".join(functions[:USERS_SHOWN])
+    more = f" and {len(functions) - USERS_SHOWN} more" if len(functions) > USERS_SHOWN else ""
+    return f"used by function{'s' if len(functions) > 1 else ''} {shown}{more} ({region})"
+
+
+def _created_at(text: str) -> datetime | None:
+    """Lambda's CreatedDate (2018-11-27T15:10:45.123+0000) as an aware time; None when absent or unreadable."""
+    try:
+        when = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _age(delta: timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    if hours < 1:
+        return "under an hour old"
+    if hours < 48:
+        return f"{hours} hour{'s' if hours > 1 else ''} old"
+    return f"{hours // 24} days old"

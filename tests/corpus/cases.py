@@ -106,7 +106,8 @@ GOOD_MANIFEST = {"format": 1, "recipe": "demo", "layers": {"demo-python311-x86_6
     "architecture": "x86_64", "regions": {"us-east-1": {
         "arn": "arn:aws:lambda:us-east-1:123456789012:layer:demo-python311-x86_64:3", "version": 3,
         "sha256": "0" * 64, "code_sha256": base64.b64encode(b"\0" * 32).decode(), "lock_digest": "0" * 64,
-        "published_at": "2026-11-30T00:00:00+00:00", "runtimes": ["python3.11"], "identity": ""}}}}}
+        "published_at": "2026-11-30T00:00:00+00:00", "runtimes": ["python3.11"], "identity": "",
+        "ssm": ["/layers/demo-python311-x86_64/x86_64/3", "/layers/demo-python311-x86_64/x86_64/latest"]}}}}}
 
 
 COMMITTED_LOCK = _committed_lock()
@@ -294,6 +295,8 @@ BAD_REGIONS = ["", ",", " , ", "moon-1", "US-EAST-1", "us-east-1;rm", "us-east-1
 BAD_SIZES = ["-1", "1e999MB", "1" + "0" * 400, "5XB", "５MB", "", "nan", "inf", *MARKUP, "1TB" * 2]
 BAD_NAMES = ["", "Demo", "a" * 300, "../demo", "de mo", *MARKUP, "nosuch", "-", "/"]
 BAD_ARCH = ["", "sparc", "X86_64", "x86_64,arm64", *MARKUP, "aarch64"]
+BAD_SSM_PREFIXES = ["", "/", "layers", "/aws/x", "/SSM", "/a b", "/a//b", "/layers/", "/" + "x" * 65, "/a" * 9,
+                    "/x\n", *MARKUP]
 
 
 def argument_cases() -> list[Case]:
@@ -343,14 +346,40 @@ def argument_cases() -> list[Case]:
                         ["missing.zip", "a-dir.zip", "Demo", "", *MARKUP, "../x.zip", "/dev/zero"], aws=True)
     cases += _arg_cases("publish", publish, "--manifests", ["a-file.txt", "/dev/null", "a-fifo"], aws=True)
     cases += [Case("arg-publish-regions-and-all", "arguments", (*publish, "--all-regions"), workspace(), aws=True)]
+    cases += _arg_cases("publish", publish, "--ssm-prefix", BAD_SSM_PREFIXES, aws=True)
+    cases += [Case("arg-publish-ssm-prefix-and-no-ssm", "arguments", (*publish, "--no-ssm", "--ssm-prefix", "/x"),
+                   workspace(), aws=True)]
     cases += _arg_cases("arns", ("arns", "demo"), None, BAD_NAMES[:-2])
     cases += _arg_cases("arns", ("arns", "demo"), "--format", ["", "yaml", "[/]", ":x:", "JSON"])
     cases += _arg_cases("arns", ("arns", "demo"), "--region", ["", "moon-1", *MARKUP, "x" * 300])
     cases += _arg_cases("arns", ("arns", "demo"), "--manifests", ["a-file.txt", "missing-dir", "/dev/null"])
+    # -- layers arns: IaC snippets (--pin/--latest, --ssm-prefix), the index (--all), --output --
+    cases += _arg_cases("arns", ("arns", "demo", "--latest", "--format", "sam"), "--ssm-prefix", BAD_SSM_PREFIXES)
+    bad_outputs = ["/dev/full", "/dev/null", "a-dir", "a-fifo", "a-file.txt/x.out"]
+    cases += _arg_cases("arns", ("arns", "demo", "--format", "cloudformation"), "--output", bad_outputs,
+                        watch=("/dev/full", "/dev/null"))
+    cases += _arg_cases("arns-all", ("arns", "--all", "--format", "html"), "--output", bad_outputs,
+                        watch=("/dev/full", "/dev/null"))
+    cases += _arg_cases("arns-all", ("arns", "--all"), "--manifests", ["a-file.txt", "missing-dir", "/dev/null",
+                                                                      "a-fifo", "a-dir"])
+    cases += _arg_cases("arns-all", ("arns", "--all"), "--format", ["csv", "sam", "cdk", "", "[/]", "HTML"])
+    cases += [Case(f"arg-arns-{label}", "arguments", argv, workspace()) for label, argv in {
+        "pin-and-latest": ("arns", "demo", "--format", "sam", "--pin", "--latest"),
+        "all-and-recipe": ("arns", "demo", "--all"),
+        "no-recipe": ("arns",),
+        "all-latest": ("arns", "--all", "--latest", "--format", "json"),
+        "ssm-prefix-without-latest": ("arns", "demo", "--format", "sam", "--ssm-prefix", "/layers"),
+        "latest-html": ("arns", "demo", "--latest", "--format", "html"),
+        "output-table": ("arns", "demo", "--output", "out.txt"),
+        "latest-other-prefix": ("arns", "demo", "--format", "sam", "--latest", "--ssm-prefix", "/team"),
+    }.items()]
     prune = ("prune", "demo", "--dry-run")
     cases += _arg_cases("prune", prune, "--keep", ["-1", "-100", "x", "", "1.5", "99999999999999999999", "[/]"],
                         aws=True)
     cases += _arg_cases("prune", prune, "--regions", BAD_REGIONS, aws=True)
+    cases += _arg_cases("prune", prune, "--older-than", ["", "30", "0d", "-1d", "1.5d", "30D", "30 d", "30m", "1y",
+                                                         "３0d", "99999999999999999999d", "3651d", *MARKUP], aws=True)
+    cases += _arg_cases("prune", prune, "--ssm-prefix", BAD_SSM_PREFIXES, aws=True)
     cases += _arg_cases("prune", ("prune", "--dry-run"), None, BAD_NAMES[:-2], aws=True)
     cases += _arg_cases("plan", ("plan",), "--function-size", BAD_SIZES)
     cases += _arg_cases("plan", ("plan",), "--ephemeral", [*BAD_SIZES, "100MB", "20GB", "10241MB"])
@@ -366,6 +395,11 @@ def argument_cases() -> list[Case]:
     cases += _arg_cases("rebuild", b["rebuild"], "--arch", BAD_ARCH)
     cases += _arg_cases("rebuild", ("rebuild", "demo"), "--jobs", ["-1", "x", "", "1.5", "99999999999999999999"])
     cases += _arg_cases("rebuild", ("rebuild", "demo", "--publish"), "--regions", BAD_REGIONS, aws=True)
+    cases += _arg_cases("rebuild", ("rebuild", "demo", "--publish", "--regions", "us-east-1"), "--ssm-prefix",
+                        BAD_SSM_PREFIXES, aws=True)
+    cases += [Case("arg-rebuild-ssm-without-publish", "arguments", ("rebuild", "demo", "--no-ssm"), workspace()),
+              Case("arg-rebuild-ssm-prefix-without-publish", "arguments", ("rebuild", "demo", "--ssm-prefix", "/x"),
+                   workspace())]
     cases += _arg_cases("rebuild", ("rebuild", "demo"), "--out", ["a-file.txt", "/dev/null"], watch=("/dev/null",))
     cases += [Case("arg-rebuild-all-and-names", "arguments", ("rebuild", "demo", "--all"), workspace()),
               Case("arg-rebuild-nothing", "arguments", ("rebuild",), workspace()),
@@ -548,6 +582,8 @@ def file_cases() -> list[Case]:
                              "layers.demo-python311-x86_64.regions.us-east-1.identity",
                              "layers.demo-python311-x86_64.regions.us-east-1.runtimes")):
             continue  # informational fields
+        if label.startswith("layers.demo-python311-x86_64.regions.us-east-1.ssm") and label.endswith("-deleted"):
+            continue  # optional: manifests from before SSM parameters, or with one of the two names
         files = {**workspace(), "published/demo.json": content}
         cases.append(Case(f"manifest-{label}-arns", "files", ("arns", "demo"), files))
         cases.append(Case(f"manifest-{label}-prune", "files", ("prune", "demo", "--dry-run"), files, aws=True))
@@ -581,6 +617,12 @@ BAD_ENVIRONMENT = {
 }
 
 
+# Read only by the commands that publish (prune takes no lease).
+PUBLISH_ENVIRONMENT = {
+    "LAYERS_LEASE_SECONDS": ["0", "-1", "3601", "1.5", "", " 5", "x", "[/]", "99999999999999999999", "1e3"],
+}
+
+
 def environment_cases() -> list[Case]:
     cases = []
     commands = {
@@ -592,6 +634,11 @@ def environment_cases() -> list[Case]:
         for index, value in enumerate(values):
             for command, argv in commands.items():
                 cases.append(Case(f"env-{variable}-{index}-{command}", "environment", argv, workspace(),
+                                  env={variable: value}, aws=True))
+    for variable, values in PUBLISH_ENVIRONMENT.items():
+        for index, value in enumerate(values):
+            for command in ("publish", "rebuild"):
+                cases.append(Case(f"env-{variable}-{index}-{command}", "environment", commands[command], workspace(),
                                   env={variable: value}, aws=True))
     return cases
 

@@ -11,9 +11,11 @@ import pytest
 from builder.errors import BudgetError, UsageError, VerifyError
 from builder.publish.artifact import Artifact
 from builder.publish.aws import PublishedVersion, RateLimiter, _retry_after
-from builder.publish.manifest import Entry, Manifest, render
+from builder.publish.manifest import Entry, Manifest
+from builder.publish.snippets import render
 from builder.publish.plan import (
     Grant,
+    PruneFacts,
     PublishRequest,
     check_request,
     layer_description,
@@ -109,9 +111,13 @@ def test_plan_publishes_where_the_zip_is_new_and_skips_where_it_is_there():
 def test_prune_keeps_the_newest_and_the_current():
     versions = {"us-east-1": [PublishedVersion(f"arn:{v}", v) for v in (1, 2, 3, 4, 5)],
                 "eu-west-1": [PublishedVersion(f"arn:{v}", v) for v in (1, 2)]}
-    assert plan_prune(versions, keep=2, protected={"us-east-1": 2}) == {"us-east-1": [3, 1], "eu-west-1": []}
+    facts = {region: PruneFacts(tuple(listed), manifest_version=2 if region == "us-east-1" else None)
+             for region, listed in versions.items()}
+    doomed = {region: [d.version for d in plan_prune("np311", facts, keep=2) if d.region == region and d.delete]
+              for region in versions}
+    assert doomed == {"us-east-1": [3, 1], "eu-west-1": []}
     with pytest.raises(UsageError):
-        plan_prune(versions, keep=0, protected={})
+        plan_prune("np311", facts, keep=0)
 
 
 def test_rate_limiter_allows_a_burst_then_the_steady_rate():
