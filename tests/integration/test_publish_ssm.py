@@ -257,3 +257,33 @@ def test_rebuild_publish_writes_the_same_parameters_under_a_lease(fresh, moto_se
     refused = subprocess.run([*LAYERS, "rebuild", "sixer", "--recipes", "recipes", "--no-ssm"], cwd=tmp_path,
                              capture_output=True, text=True, check=False, timeout=60, env=env)
     assert refused.returncode == 2 and "go with --publish" in refused.stderr
+
+
+def test_a_real_np311_build_publishes_its_parameters_in_three_regions_and_a_rerun_writes_none(
+        fresh, moto_server, tmp_path):
+    """The issue's own case: np311 (numpy, Pillow, requests) built for real with the pip backend, then published."""
+    from builder.backends.pip import PipBackend
+    from builder.build import BuildOptions, build
+    from builder.recipe import load_recipe
+    from builder.runner import Runner
+
+    recipe = load_recipe("np311", ROOT / "recipes")
+    built = build(recipe, "x86_64", PipBackend(Runner(), tmp_path / "cache"),
+                  BuildOptions(out_dir=tmp_path / "dist", time_imports=False))
+    assert built.report["verification"]["verified"]
+    proxy = fresh
+    first = publish(built.zip.path, "--regions", ",".join(THREE), proxy=proxy, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    name = recipe.layer_name
+    recorded = manifest(tmp_path, "np311")
+    for region in THREE:
+        arn = recorded[region]["arn"]
+        assert arn == f"arn:aws:lambda:{region}:{ACCOUNT}:layer:{name}:1"
+        for which in ("latest", "1"):
+            assert parameter(moto_server, region, f"/layers/{name}/x86_64/{which}")["Value"] == arn
+    assert len(proxy.operations(operation="PutParameter")) == 6
+
+    proxy.clear()
+    again = publish(built.zip.path, "--regions", ",".join(THREE), proxy=proxy, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert proxy.operations(operation="PutParameter") == [] and proxy.operations(operation="PublishLayerVersion") == []
