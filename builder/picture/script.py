@@ -100,6 +100,7 @@ SCRIPT = r"""
           panel.stack.push(child);
           tip.hidden = true;
           draw(panel);
+          remember(panel);
         });
       }
       var named = label(group, child.n, box, 12, "600");
@@ -125,6 +126,7 @@ SCRIPT = r"""
         item.addEventListener("click", function () {
           panel.stack = panel.stack.slice(0, depth + 1);
           draw(panel);
+          remember(panel);
         });
       }
       nav.appendChild(item);
@@ -138,12 +140,31 @@ SCRIPT = r"""
         .map(function (v) { return v.toFixed(1); }).join(","));
     });
   }
+  // The view shown is in the address: #PANEL/DIR/DIR (each name URI-encoded), to come back to or to share.
+  function remember(panel) {
+    var names = panel.stack.slice(1).map(function (n) { return encodeURIComponent(n.n); });
+    var here = location.pathname + location.search;
+    history.replaceState(null, "", names.length ? "#" + [panel.name].concat(names).join("/") : here);
+  }
+  function restore(panel) {
+    var parts = location.hash.slice(1).split("/");
+    if (parts[0] !== panel.name) { return; }
+    for (var i = 1; i < parts.length; i += 1) {
+      var name;
+      try { name = decodeURIComponent(parts[i]); } catch (e) { return; }  // a mangled address: the top view
+      var top = panel.stack[panel.stack.length - 1];
+      var next = (top.c || []).filter(function (c) { return c.c && c.n === name; })[0];
+      if (!next) { return; }
+      panel.stack.push(next);
+    }
+  }
   var panels = [];
   Array.prototype.forEach.call(document.querySelectorAll(".panel[data-tree]"), function (element) {
-    var spec = data.panels[element.getAttribute("data-tree")];
+    var name = element.getAttribute("data-tree"), spec = data.panels[name];
     var panel = {svg: element.querySelector("svg"), nav: element.querySelector("nav"), stack: [spec.tree],
-                 colors: spec.colors, labels: spec.labels, title: spec.title};
+                 colors: spec.colors, labels: spec.labels, title: spec.title, name: name};
     panels.push(panel);
+    restore(panel);
     draw(panel);
   });
   document.addEventListener("keydown", function (event) {

@@ -69,7 +69,9 @@ def chromium(tmp: Path, *args: str, offline: bool = True) -> subprocess.Complete
 
 
 def console_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    """The console messages in Chromium's log, but those of its own pages (chrome://), which are not the page's."""
+    return [line for line in stderr.splitlines()
+            if (":CONSOLE" in line or "Uncaught" in line) and "source: chrome://" not in line]
 
 
 class Dom(HTMLParser):
@@ -126,16 +128,20 @@ def page_data(page: Path) -> dict:
     return json.loads(text[start:text.index("</script>", start)])
 
 
-def render(page: Path, tmp: Path, scripted: bool = True) -> tuple[Dom, Image.Image]:
-    """The page drawn offline: its DOM once the script ran, and a screenshot; no console message either time."""
+def render(page: Path, tmp: Path, scripted: bool = True, view: str = "") -> tuple[Dom, Image.Image]:
+    """The page drawn offline: its DOM once the script ran, and a screenshot; no console message either time.
+
+    ``view``: the address's fragment, PANEL/DIR/...: the page opens zoomed there.
+    """
     size = f"--window-size={WINDOW[0]},{WINDOW[1]}"  # the DOM's label boxes are then the screenshot's pixels
-    dom = chromium(tmp, size, "--dump-dom", page.as_uri())
+    url = page.as_uri() + (f"#{view}" if view else "")
+    dom = chromium(tmp, size, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert console_lines(dom.stderr) == []
     parsed = Dom(dom.stdout)
     assert parsed.body.get("data-render") == ("ok" if scripted else None), parsed.body
     shot = tmp / f"{page.stem}.png"
-    result = chromium(tmp, f"--screenshot={shot}", size, page.as_uri())
+    result = chromium(tmp, f"--screenshot={shot}", size, url)
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
     assert console_lines(result.stderr) == []
     image = Image.open(shot).convert("RGB")
@@ -283,6 +289,12 @@ def test_a_build_delivers_its_picture_and_the_browser_draws_it_offline(small_bui
     assert biggest_package(data)["n"] == "idna"
     assert {b["data-name"] for b in dom.boxes["before"]} >= {"idna", "six.py"}
     assert data["panels"]["before"]["tree"]["b"] > data["panels"]["after"]["tree"]["b"]  # strip took something
+    # Zoomed into idna (as a click does): its own files over the whole view, each its share of idna's bytes.
+    idna = next(c for c in data["panels"]["after"]["tree"]["c"] if c["n"] == "idna")
+    zoomed, image = render(result.zip.path.with_suffix(".html"), tmp_path, view="after/idna")
+    assert {b["data-name"] for b in zoomed.boxes["after"]} == {c["n"] for c in idna["c"] if "v" in c}
+    assert_boxes_have_their_bytes(zoomed, {"panels": {"after": {"tree": idna}}})
+    assert_name_is_drawn(zoomed, image, max(idna["c"], key=lambda c: c["b"])["n"])
 
 
 def test_a_packed_layers_picture_is_its_archive_unpacked(small_builds, tmp_path):
@@ -295,13 +307,21 @@ def test_a_packed_layers_picture_is_its_archive_unpacked(small_builds, tmp_path)
     assert "Lambda counts the zip as it unzips" in text and "/tmp of an EphemeralStorage of 512 MB" in text
 
 
-def test_report_diff_and_plan_write_their_pages_from_the_cli(small_builds, tmp_path):
+def test_build_report_diff_and_plan_write_their_pages_from_the_cli(small_builds, tmp_path):
     both, six = small_builds["both"].zip.path, small_builds["six"].zip.path
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "400"}
 
     def layers(*args):
         return subprocess.run([sys.executable, "-m", "builder", *args], cwd=tmp_path, capture_output=True, text=True,
                               timeout=300, check=False, env=env)
+
+    recipe = tmp_path / "idna.toml"
+    recipe.write_text('name = "idna"\nruntime = "python3.11"\nrequirements = ["idna==3.10"]\n'
+                      '[smoke]\nimports = ["idna"]\n')
+    done = layers("build", str(recipe), "--backend", "pip", "--out", str(tmp_path / "dist"), "--no-import-timing")
+    picture = tmp_path / "dist" / "idna" / "idna-python3.11-x86_64.html"
+    assert done.returncode == 0 and f"picture {picture}" in done.stdout, done.stderr[-2000:]
+    assert picture.is_file()
 
     page = tmp_path / "report.html"
     done = layers("report", str(both), "--html", str(page))

@@ -251,3 +251,16 @@ def test_a_page_is_written_whole_by_rename_with_no_partial_left(tmp_path):
     finally:
         os.chmod(tmp_path, 0o755)
     assert path.read_text(encoding="utf-8") == "<!DOCTYPE html>é"
+
+
+def test_a_build_refuses_before_any_work_a_picture_it_could_not_deliver(tmp_path):
+    from builder.build import BuildOptions, check_outputs, output_names
+    from builder.recipe import parse_recipe
+
+    recipe = parse_recipe({"name": "demo", "runtime": "python3.11", "requirements": ["six==1.17.0"],
+                           "smoke": {"imports": ["six"]}})
+    names = output_names(recipe, "x86_64")
+    assert "demo-python3.11-x86_64.html" in names and names[-1].endswith(".lock.json")  # the lock stays last
+    (tmp_path / "demo" / "demo-python3.11-x86_64.html").mkdir(parents=True)
+    with pytest.raises(UsageError, match="html exists and is not a regular file"):
+        check_outputs(recipe, ["x86_64"], BuildOptions(out_dir=tmp_path))
