@@ -6,7 +6,8 @@ bytecode (strip/bytecode.py) -> verify: the static load check against
 Lambda's runtime image (verify/loadcheck.py), grafting what it lacks where
 that is safe (verify/repair.py) and checking again, then the smoke test
 (verify/smoke.py) -> measure (measure.py) -> zip (archive.py) -> write the
-zip, its report and its lock into ``dist/RECIPE/``.
+zip, its SBOM (sbom.py: licences read right after install, before strip
+trims METADATA), its report and its lock into ``dist/RECIPE/``.
 
 The backend's session decides where the target-side stages run: resolve,
 install, strip, bytecode and the smoke test run on this machine (pip backend)
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import itertools
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,10 +41,12 @@ from .events import Reporter, Silent
 from .lockfile import check_drop_names, layer_identity
 from .measure import Budget, Inventory, human, package_table, record_owners, take_inventory
 from .pack import PackResult, pack_tree
+from .picture import layer_page, strip_ledger
 from .plan import EPHEMERAL_DEFAULT, MIB, ephemeral_for
 from .recipe import IMAGE_LIMIT, PackSettings, Recipe
 from .runner import Runner
 from .runtimes import system_libraries
+from .sbom import Subject, declarations, distributions_in, write_sbom
 from .strip.bytecode import LAYER_ROOT, BytecodeResult, compile_tree
 from .strip.rules import StripContext, StripReport, installed_distributions, strip_tree
 from .strip.trace import Pruner, PruneReport
@@ -73,6 +78,7 @@ class BuildResult:
     report_path: Path
     lock_path: Path
     report: dict
+    sbom_path: Path | None = None      # the CycloneDX SBOM beside the zip (None for --image builds)
 
 
 @dataclass
@@ -95,8 +101,10 @@ def output_names(recipe: Recipe, arch: str, image: bool = False) -> tuple[str, .
     """The files a build delivers into OUT/RECIPE/, in the order they are put in place (the lock last)."""
     stem = output_stem(recipe, Target(recipe.runtime_info, arch))
     if image:
+        # No SBOM: most of an image is its base's (OS packages, the runtime), which this tool does not inventory;
+        # a list of /opt/python alone would pass for the whole image. An image scanner sees all of it.
         return (f"{stem}.image.json", f"{stem}.lock.json")
-    return (f"{stem}.zip", f"{stem}.report.json", f"{stem}.lock.json")
+    return (f"{stem}.zip", f"{stem}.cdx.json", f"{stem}.report.json", f"{stem}.html", f"{stem}.lock.json")
 
 
 def check_outputs(recipe: Recipe, archs: tuple[str, ...] | list[str], options: BuildOptions) -> None:
@@ -169,6 +177,8 @@ class _TargetStages:
     load_check: LoadCheck | None = None
     repaired: RepairReport | None = None
     packed: "_Packed | None" = None
+    declared: dict = field(default_factory=dict)  # sbom.declarations: the licences, read before strip trims METADATA
+    ledger: _StripLedger | None = None
 
 
 @dataclass(frozen=True)
@@ -213,14 +223,23 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
     reporter.step(f"install {len(resolution.lock.wheels)} wheels"
                   + (f" ({len(resolution.downloaded)} downloaded)" if resolution.downloaded else " (all from cache)"))
     timer.run("install", session.install, resolution, tree)
-    owners = record_owners(tree, installed_distributions(tree, target.runtime.python))
+    distributions = installed_distributions(tree, target.runtime.python)
+    owners = record_owners(tree, distributions)
+    declared = declarations(distributions)
     installed = take_inventory(tree, owners)
 
     reporter.step(f"strip (profile {recipe.strip.profile})")
     context = StripContext(tree=tree, settings=recipe.strip, python=target.runtime.python, machine=target.machine,
                            roots=tuple(p.name for p in recipe.requirements), runner=session.runner,
                            which=session.which)
-    stripped: StripReport = timer.run("strip", strip_tree, context, lambda rule: reporter.step(f"strip: {rule}"))
+    ledger = _StripLedger(tree)
+
+    def before_rule(rule: str) -> None:
+        ledger.before(rule)
+        reporter.step(f"strip: {rule}")
+
+    stripped: StripReport = timer.run("strip", strip_tree, context, before_rule)
+    ledger.after()
     if recipe.include.model_loader:
         reporter.step("include layer_runtime.model_loader")
         include_runtime_modules(tree, ("model_loader",))
@@ -263,7 +282,8 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
     if recipe.pack.mode == "tmp" and not options.image:
         packed = _pack(session, scratch, tree, recipe, interpreter, options, reporter, timer)
     return _TargetStages(resolution, installed, owners, stripped, bytecode, verification, import_seconds,
-                         interpreter, session.where, session.notes, pruned, load_check, repaired, packed)
+                         interpreter, session.where, session.notes, pruned, load_check, repaired, packed,
+                         declared=declared, ledger=ledger)
 
 
 def _pack(session: Session, scratch: Path, tree: Path, recipe: Recipe, interpreter: Interpreter | None,
@@ -412,6 +432,9 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
                         "publishing goes through S3")
 
     report = _report(recipe, target, backend, final, stages, budget, zipped, timer)
+    if stages.ledger is not None:
+        later = "trace-prune" if stages.pruned and stages.pruned.status == "pruned" else "later"
+        report["tree_before"] = strip_ledger(stages.installed.sizes, stages.ledger.taken(final.sizes, later))
     if stages.packed:
         report["pack"] = stages.packed.to_json(counted.total)
         if not stages.packed.verification.verified:  # what is published is the packed layer: it must be proven too
@@ -421,12 +444,19 @@ def _build_in(scratch: Path, recipe: Recipe, target: Target, backend: Backend,
     if options.compare_to is not None:
         reporter.step(f"compare with {options.compare_to}")
         report["comparison"] = compare_zips(zipped.path, options.compare_to).to_json()
+    reporter.step("sbom (CycloneDX)")
+    subject = Subject(recipe.layer_name, stem, zipped.sha256_hex, target.runtime.name, target.arch, lock.digest,
+                      report["identity"], backend.environment_id(target), __version__, recipe.description)
+    report["sbom"] = timer.run("sbom", write_sbom, staging / f"{stem}.cdx.json", subject, lock, stages.declared,
+                               distributions_in(tree), (report["grafted"] or {}).get("grafted", ()))
     _write_json(staging / f"{stem}.report.json", report)
+    reporter.step("picture (HTML treemap)")
+    (staging / f"{stem}.html").write_text(timer.run("picture", layer_page, zipped.path, report), encoding="utf-8")
     _write_json(staging / f"{stem}.lock.json", lock.to_json())
     destination = _deliver(staging, options.out_dir / recipe.name, output_names(recipe, target.arch))
     final_zip = dataclasses.replace(zipped, path=destination / f"{stem}.zip")
     return BuildResult(recipe.name, target, final_zip, destination / f"{stem}.report.json",
-                       destination / f"{stem}.lock.json", report)
+                       destination / f"{stem}.lock.json", report, destination / f"{stem}.cdx.json")
 
 
 _IMAGE_IMPORT_CHECK = """
@@ -527,6 +557,56 @@ def _deliver(staging: Path, destination: Path, names: tuple[str, ...]) -> Path:
         raise BuildError(f"could not write the build's outputs into {destination}: {exc.strerror or exc}",
                          hint=f"check the --out directory's space and permissions ({done})") from None
     return destination
+
+
+class _StripLedger:
+    """Which strip rule took which bytes of each file: the tree's sizes before every rule and after the last.
+
+    ``strip_tree`` reports each rule's totals and its biggest paths; the
+    report's ``tree_before`` (what ``layers report --html`` draws beside the
+    layer) needs every file's fate. A snapshot is one ``lstat`` per file
+    (a sixth of ``take_inventory``'s time: 0.14 s for 20,000 files), so the
+    ten of a build add about a second to tf18's strip.
+    """
+
+    def __init__(self, tree: Path) -> None:
+        self.tree = tree
+        self.snapshots: list[tuple[str, dict[str, int]]] = []
+        self.stripped: dict[str, int] = {}
+
+    def before(self, rule: str) -> None:
+        self.snapshots.append((rule, self._sizes()))
+
+    def after(self) -> None:
+        self.stripped = self._sizes()
+
+    def _sizes(self) -> dict[str, int]:
+        """What ``take_inventory`` measures (regular files, not symlinks), by path relative to the tree."""
+        sizes = {}
+        cut = len(str(self.tree)) + 1
+        for directory, _, files in os.walk(self.tree):
+            for name in files:
+                path = os.path.join(directory, name)
+                status = os.lstat(path)
+                if stat.S_ISREG(status.st_mode):
+                    sizes[path[cut:].replace(os.sep, "/")] = status.st_size
+        return sizes
+
+    def taken(self, final: dict[str, int], later: str) -> dict[str, list[tuple[str, int]]]:
+        """path -> [(rule or step, bytes it removed)]; what the stages after strip removed is ``later``'s, or
+        bytecode's where a source gave way to its .pyc."""
+        taken: dict[str, list[tuple[str, int]]] = {}
+        steps = self.snapshots + [("", self.stripped)]
+        for (rule, sizes), (_, following) in itertools.pairwise(steps):
+            for path, size in sizes.items():
+                now = following.get(path, 0)
+                if now < size:
+                    taken.setdefault(path, []).append((rule, size - now))
+        for path, size in self.stripped.items():
+            if path not in final:
+                fate = "bytecode" if path.endswith(".py") and f"{path}c" in final else later
+                taken.setdefault(path, []).append((fate, size))
+        return taken
 
 
 def _image_json(image) -> dict | None:

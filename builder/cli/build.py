@@ -102,12 +102,23 @@ def diff(
     first: Annotated[Path, typer.Argument(help="A layer zip.")],
     second: Annotated[Path, typer.Argument(help="Another layer zip.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", metavar="OUT", help="Also write the two trees side by side, as one self-contained HTML page.")] = None,
 ) -> None:
     """List the files two layer zips do not share or hold differently, with the reason for each."""
     from ..compare import compare_zips
 
     try:
+        if html is not None:
+            from ..picture import check_out
+
+            check_out(html)
         comparison = compare_zips(first, second)
+        if html is not None:
+            from ..picture import diff_page, write_page
+
+            write_page(html, diff_page(first, second, comparison))
+            err.print(Text.assemble(("wrote ", "green"), str(html)))
     except LayerError as error:
         _fail(error)
     if as_json:
@@ -148,6 +159,12 @@ def _show_build(result) -> None:
     err.print(packages)
     _show_budget(report)
     out.print(styled("green", "built ", f"{result.zip.path}  sha256 {report['zip']['sha256']}"))
+    picture = result.zip.path.with_suffix(".html")
+    if picture.is_file():
+        out.print(styled("green", "picture ", f"{picture}  (the treemap: open it in a browser)"))
+    if result.sbom_path is not None:
+        out.print(styled("green", "sbom ", f"{result.sbom_path}  ({report['sbom']['components']} components, "
+                                           f"{report['sbom']['format']})"))
 
 
 def _show_budget(report: dict) -> None:
@@ -229,14 +246,35 @@ def list_recipes(recipes_dir: RecipesDir = None) -> None:
 
 @app.command()
 def report(zip_path: Annotated[Path, typer.Argument(metavar="ZIP", help="A built layer zip.")],
-           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+           page_path: Annotated[Optional[Path], typer.Argument(
+               metavar="[OUT]", help="With --html: the page to write (default: beside the zip, named like it, "
+                                     ".html).")] = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False,
+           html: Annotated[bool, typer.Option(
+               "--html", help="Also write the treemap of where the megabytes go: one self-contained HTML page.")]
+           = False) -> None:
     """Show the report of a built zip (and check the zip is the one it describes)."""
     from ..publish.artifact import load_artifact
 
     try:
+        page = None
+        if page_path is not None and not html:
+            raise UsageError(f"{page_path}: a second argument is where --html writes its page",
+                             hint=f"layers report {zip_path} --html {page_path}")
+        if html:
+            from ..picture import check_out
+
+            page = page_path or zip_path.with_name(zip_path.stem + ".html")
+            check_out(page)
         data = load_artifact(zip_path).report
+        if page is not None:
+            from ..picture import layer_page, write_page
+
+            write_page(page, layer_page(zip_path, data))
     except LayerError as error:
         _fail(error)
+    if page is not None:
+        err.print(Text.assemble(("wrote ", "green"), str(page)))
     if as_json:
         out.print_json(json.dumps(data))
         return

@@ -634,17 +634,28 @@ def plan_command(
     arch: Annotated[str, typer.Option(help="Which build of each recipe.")] = "x86_64",
     out_dir: Annotated[Path, typer.Option("--out", help="Where built zips are.")] = Path("dist"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", metavar="OUT", help="Also write the budgets as bars, one self-contained HTML page.")] = None,
     recipes_dir: RecipesDir = None,
 ) -> None:
     """Where do the layers and the models fit? The package, S3 + /tmp, or a container image."""
     from ..plan import plan_budget
 
     try:
+        if html is not None:
+            from ..picture import check_out
+
+            check_out(html)
         _check_arch(arch)
         layers = [_plan_layer(text, arch, out_dir, recipes_dir) for text in layer or []]
         models = [_plan_model(text) for text in model or []]
         plan = plan_budget(_size(function_size, "--function-size"), layers, models,
                            _size(ephemeral, "--ephemeral"))
+        if html is not None:
+            from ..picture import plan_page, write_page
+
+            write_page(html, plan_page(plan))
+            err.print(styled("green", "wrote ", str(html)))
     except LayerError as error:
         _fail(error)
     if as_json:

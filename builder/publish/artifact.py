@@ -4,6 +4,11 @@
 report beside the zip is parsed once into an ``Artifact``, and the zip's
 sha256 must be the one the report records, so nothing is published that was
 not the build's output.
+
+The licence published (Lambda's LicenseInfo) is the recipe's ``license``
+(recorded in the report) or, when the recipe sets none, the one the SBOM
+beside the zip lists (``sbom.license_info``; the SBOM must describe this
+zip). A build from before SBOMs publishes without one, as it always did.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from ..archive import open_layer_zip, sha256_of, verify_layer_zip
 from ..errors import LayerError, UsageError
 from ..files import read_json
+from ..sbom import LICENSE_INFO_MAX, license_info, sbom_path_for
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class Artifact:
     elf_files: int
     identity: str = ""       # lockfile.layer_identity, recorded by the build
     tmp_bytes: int = 0       # a packed layer: what its archive unpacks to in /tmp (0: not packed)
+    license_source: str = "recipe"  # where ``license`` came from: "recipe", or "sbom" when the recipe set none
 
     @property
     def published_name(self) -> str:
@@ -151,7 +158,7 @@ def load_artifact(zip_path: Path) -> Artifact:
             unzipped_bytes=zipped["unzipped_bytes"], unzipped_budget=report["budget"]["unzipped_budget"],
             verified=bool(report["verification"]["verified"]), verification=report["verification"]["how"],
             lock_digest=report["lock_digest"], builder_version=report["builder_version"],
-            license=report.get("license", ""), elf_files=int(report["verification"].get("elf_files", 0)),
+            license=_recipe_license(report, report_path.name), elf_files=int(report["verification"].get("elf_files", 0)),
             identity=report.get("identity", ""),
             tmp_bytes=(report.get("pack") or {}).get("unpacked_bytes", 0),
         )
@@ -162,8 +169,30 @@ def load_artifact(zip_path: Path) -> Artifact:
     if sha_hex != artifact.sha256_hex:
         raise UsageError(f"{zip_path.name} is not the zip its report describes (sha256 differs)",
                          hint="rebuild it with 'layers build'")
+    if not artifact.license:
+        listed = license_info(zip_path, artifact.sha256_hex)
+        if listed:
+            artifact = dataclasses.replace(artifact, license=listed, license_source="sbom")
     # What Lambda will unpack, read from the zip itself rather than taken on the report's word.
     return dataclasses.replace(artifact, unzipped_bytes=unzipped_size(zip_path))
+
+
+def _recipe_license(report: dict, name: str) -> str:
+    value = report.get("license", "")
+    if not isinstance(value, str):
+        raise UsageError(f"{name}: license should be str, not {type(value).__name__}",
+                         hint="rebuild with 'layers build'")
+    return value
+
+
+def license_too_long(artifact: Artifact, limit: int = LICENSE_INFO_MAX) -> UsageError:
+    """The refusal of a licence over Lambda's limit: never cut short, a shortened licence statement is a false one."""
+    if artifact.license_source == "sbom":
+        return UsageError(f"the licences {sbom_path_for(artifact.zip_path).name} lists join to "
+                          f"{len(artifact.license):,} characters, over Lambda's {limit} for LicenseInfo",
+                          hint="set license in the recipe (an SPDX expression of at most 512 characters) "
+                               "and rebuild")
+    return UsageError(f"the licence is over {limit} characters", hint="shorten the recipe's license")
 
 
 def unzipped_size(zip_path: Path) -> int:

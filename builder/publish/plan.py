@@ -27,7 +27,7 @@ from ..errors import BudgetError, LayerError, RecipeError, UsageError, VerifyErr
 from ..recipe import DIRECT_UPLOAD_LIMIT
 from ..runtimes import get_runtime, system_libraries
 from ..verify.loadcheck import check_zips
-from .artifact import Artifact
+from .artifact import Artifact, license_too_long
 from .aws import PublishedVersion
 from .lease import DEFAULT_LEASE_SECONDS, check_lease_seconds, lease_key
 
@@ -107,7 +107,7 @@ def check_request(artifact: Artifact, request: PublishRequest) -> None:
         raise UsageError(f"the layer description is over {limits['description_max']} characters",
                          hint="shorten the recipe's name")
     if len(artifact.license) > limits["license_max"]:
-        raise UsageError(f"the licence is over {limits['license_max']} characters", hint="shorten the recipe's license")
+        raise license_too_long(artifact, limits["license_max"])
     if request.direct_upload and artifact.zipped_bytes > DIRECT_UPLOAD_LIMIT:
         raise UsageError(f"{artifact.zipped_bytes:,} bytes zipped is over the 50 MB direct-upload limit",
                          hint="drop --direct: the zip goes through S3")

@@ -18,7 +18,8 @@ from tests.conftest import ROOT
 PACKAGE = ROOT / "builder"
 FLOORS = (
     ("errors", "events", "runner", "files"),
-    ("recipe", "runtimes", "measure", "archive", "pack", "compare", "plan"),
+    ("recipe", "runtimes", "measure", "archive", "pack", "compare", "plan", "sbom"),
+    ("picture",),  # the HTML pages: over the zips, reports, comparisons and plans of the floor below
     ("verify",),
     ("backends",),
     ("strip",),
