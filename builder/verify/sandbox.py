@@ -21,6 +21,13 @@ the interpreter a file tree shaped like Lambda's runtime image:
   network, no capabilities, Lambda's environment (``LD_LIBRARY_PATH``,
   ``LAMBDA_TASK_ROOT``...).
 
+For an interpreter of another machine (``Interpreter.root``: Debian's
+aarch64 python from an arm64 root, run by QEMU's user-mode emulator through
+binfmt), "this machine's copies" are that root's instead: the sonames of the
+table's arm64 row come from the root's library directories, the loader is
+its ``ld-linux-aarch64.so.1`` at the binary's PT_INTERP, and the binary and
+stdlib are the root's, shown at the paths they have inside it.
+
 ``smoke.run_workload`` wraps its command with ``LambdaSandbox.command``;
 ``explain`` turns a "cannot open shared object file" into what the table says
 about that library. Only for the pip backend: the Docker backend's runner runs
@@ -108,7 +115,7 @@ class LambdaSandbox:
     lang: Mapping[str, Path]                 # the interpreter's own needs and what the copies need: /var/lang/lib
     not_here: tuple[str, ...]                # present on Lambda, no copy on this machine: not shown
     support: Mapping[str, tuple[str, ...]]   # soname only this machine's copies need -> which copies
-    own_files: tuple[Path, ...]              # the interpreter's binary, stdlib and libpython
+    own_files: tuple[Path, ...]              # the interpreter's binary, stdlib and libpython (its own paths)
     loader_path: str | None                  # the binary's PT_INTERP, if outside /lib64 and /usr/lib64
     user_namespace: bool
     ldconfig: Path | None
@@ -137,7 +144,7 @@ class LambdaSandbox:
         if self.loader_path:
             args += ["--ro-bind", str(self.system[self.libraries.loader]), self.loader_path]
         for path in self.own_files:
-            args += ["--ro-bind", str(path), str(path)]
+            args += ["--ro-bind", str(self.interpreter.host_path(path)), str(path)]
         if self.ldconfig:
             args += ["--ro-bind", str(self.ldconfig), "/usr/sbin/ldconfig", "--symlink", "usr/sbin", "/sbin"]
         return args
@@ -172,32 +179,39 @@ class LambdaSandbox:
     def notes(self) -> tuple[str, ...]:
         """What the report must say about how far the sandbox stands for Lambda."""
         out = []
-        label = self.libraries.label
+        label, copies = self.libraries.label, self._copies()
         if self.partial:
             out.append(f"the table of {label}'s libraries is partial: only {len(self.libraries.present)} sonames are "
                        "known to be there, and any other was hidden, although Lambda may have it")
         if self.not_here:
-            out.append(f"{len(self.not_here)} libraries of {label} have no copy on this machine and were not shown: "
+            out.append(f"{len(self.not_here)} libraries of {label} have none among {copies} and were not shown: "
                        + ", ".join(self.not_here))
         own = sorted(set(self.lang) - set(self.support))
         if own:
             out.append(f"the interpreter's own libraries were shown at {LANG_LIB}, as on Lambda: " + ", ".join(own))
         shown = [f"{s} (for {', '.join(n)})" for s, n in self.support.items() if s in self.lang]
         if shown:
-            out.append(f"libraries this machine's copies need, shown at {LANG_LIB}: " + ", ".join(shown))
+            out.append(f"libraries {copies} need, shown at {LANG_LIB}: " + ", ".join(shown))
         hidden = [f"{s} (for {', '.join(n)})" for s, n in self.support.items() if s not in self.lang]
         if hidden:
-            out.append("libraries this machine's copies need but Lambda lacks, not shown: " + ", ".join(hidden))
+            out.append(f"libraries {copies} need but Lambda lacks, not shown: " + ", ".join(hidden))
         if self.hidden_modules:
             out.append("stdlib modules not loadable in the sandbox (their libraries are not on Lambda): "
                        + ", ".join(self.hidden_modules))
-        out.append("the libraries shown are this machine's copies, newer than Lambda's: a need for too new a "
+        out.append(f"the libraries shown are {copies}, newer than Lambda's: a need for too new a "
                    "symbol version (GLIBC_, GLIBCXX_) passes in the sandbox; the ELF checks are what catch it")
+        if self.interpreter.root is not None:
+            out.append(f"the interpreter is {self.interpreter.describe()}: Debian's build of python"
+                       f"{self.interpreter.version}, not AWS's, with the same version and ABI")
         return tuple(out)
+
+    def _copies(self) -> str:
+        root = self.interpreter.root
+        return "this machine's copies" if root is None else f"the {self.interpreter.machine} copies in {root}"
 
     def describe(self) -> str:
         return (f"in a sandbox showing only the {len(self.system)} system libraries of {self.libraries.label} "
-                f"({'a partial table' if self.partial else 'the whole /lib64'}) from this machine's copies, "
+                f"({'a partial table' if self.partial else 'the whole /lib64'}) from {self._copies()}, "
                 f"the layer read-only at {LAYER_MOUNT}, /tmp the only writable path, no network")
 
     def explain(self, output: str) -> str | None:
@@ -212,7 +226,7 @@ class LambdaSandbox:
                              f"which Lambda's {label} has, but {label} lacks {soname}: this may be the sandbox's "
                              "failure, not the layer's")
             elif soname in self.not_here:
-                lines.append(f"{soname} is on Lambda's {label} image, but this machine has no copy to show: "
+                lines.append(f"{soname} is on Lambda's {label} image, but {self._copies()} hold none to show: "
                              "this may be the sandbox's failure, not the layer's")
             elif self.libraries.status(soname) == "unknown":
                 lines.append(f"{soname}: the table of {label} is partial and does not list it, so the sandbox hid "
@@ -230,18 +244,21 @@ def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runne
     """
     libraries = system_libraries(runtime, arch)
     machine = MACHINE[arch]
-    result = runner.run([interpreter.path, "-I", "-S", "-c", _PROBE], timeout=60)
+    result = runner.run(interpreter.argv("-I", "-S", "-c", _PROBE), timeout=60)
     if not result.ok:
         raise VerifyError(f"python{interpreter.version} at {interpreter.path} did not say where its stdlib is: "
                           f"{decisive_line(result.stdout + result.stderr)}",
-                          hint=f"point LAYERS_PYTHON_{interpreter.version.replace('.', '_')} at a working "
-                               f"python{interpreter.version}, or build with --backend docker")
+                          hint=(f"check the root {interpreter.root} (.ci/test-arm64-roots.sh remakes it)"
+                                if interpreter.root else
+                                f"point LAYERS_PYTHON_{interpreter.version.replace('.', '_')} at a working "
+                                f"python{interpreter.version}") + ", or build with --backend docker")
     where = json.loads(result.stdout.strip().splitlines()[-1])
     executable = Path(where["executable"])
     stdlib_dirs = list(dict.fromkeys(Path(where[key]) for key in ("stdlib", "platstdlib")))
     dynload = Path(where["dynload"]) if where["dynload"] else None
 
-    search = _host_library_dirs(machine)
+    root, host = interpreter.root, interpreter.host_path
+    search = _host_library_dirs(machine, root)
     system: dict[str, Path] = {}
     not_here = []
     for soname in sorted(libraries.present):
@@ -254,17 +271,18 @@ def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runne
     own_files = [executable, *stdlib_dirs]
     if dynload and not any(_inside(dynload, d) for d in stdlib_dirs):
         own_files.append(dynload)
-    roots = [executable]
+    roots = [host(executable)]
     held_back = []
-    if dynload and dynload.is_dir():
-        for module in sorted(dynload.glob("*.so")):
+    if dynload and host(dynload).is_dir():
+        for module in sorted(host(dynload).glob("*.so")):
             (held_back if module.name.split(".")[0] in HIDDEN_MODULES else roots).append(module)
     lang: dict[str, Path] = {}
-    for soname, path in _closure(roots, search, machine).items():
-        if soname in system or any(_inside(path, d) for d in own_files):
+    for soname, path in _closure(roots, search, machine, root).items():
+        if soname in system or any(_inside(path, host(d)) for d in own_files):
             continue
         if soname.startswith("libpython"):
-            own_files.append(path)  # shown at its own path, where the binary's RUNPATH finds it
+            # Shown at its own path (inside the root, for a root's interpreter), where the binary's RUNPATH finds it.
+            own_files.append(path if root is None else Path("/", path.relative_to(root)))
             continue
         lang[soname] = path
 
@@ -272,7 +290,7 @@ def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runne
     # libpcre): Lambda's own copies have their own dependencies, so these are shown too, at /var/lang/lib,
     # unless the table says Lambda lacks them.
     support: dict[str, list[str]] = {}
-    for soname, path in _closure(system.values(), search, machine).items():
+    for soname, path in _closure(system.values(), search, machine, root).items():
         if soname in system or soname in lang:
             continue
         for needer, needer_path in [*system.items(), *lang.items()]:
@@ -285,7 +303,7 @@ def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runne
     hidden = [m.name.split(".")[0] for m in held_back
               if any(n not in system and n not in lang and not n.startswith("libpython") for n in _needed(m))]
 
-    loader_path = _interp(executable)
+    loader_path = _interp(host(executable))
     if loader_path and (Path(loader_path).parent.as_posix() in ("/lib64", SYSTEM_LIB)
                         or libraries.loader not in system):
         loader_path = None
@@ -293,7 +311,7 @@ def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runne
         interpreter=interpreter, libraries=libraries, python_paths=layer_python_paths(runtime),
         system=system, lang=lang, not_here=tuple(not_here),
         support={k: tuple(v) for k, v in sorted(support.items())}, own_files=tuple(own_files),
-        loader_path=loader_path, user_namespace=_user_namespace_works(runner), ldconfig=_static_ldconfig(),
+        loader_path=loader_path, user_namespace=_user_namespace_works(runner), ldconfig=_static_ldconfig(root),
         hidden_modules=tuple(sorted(set(hidden))),
     )
 
@@ -305,24 +323,33 @@ def _user_namespace_works(runner: Runner) -> bool:
     return result.ok
 
 
-def _static_ldconfig() -> Path | None:
-    # Only a static ldconfig runs in the sandbox without libraries of its own (glibc's always is).
-    for candidate in (Path("/usr/sbin/ldconfig"), Path("/sbin/ldconfig")):
+def _static_ldconfig(root: Path | None = None) -> Path | None:
+    # Only a static ldconfig runs in the sandbox without libraries of its own (glibc's always is). A root's
+    # is its machine's, which writes a cache its loader reads (this machine's would skip other-machine files).
+    base = root or Path("/")
+    for candidate in (base / "usr/sbin/ldconfig", base / "sbin/ldconfig"):
         info = _elf(candidate)
         if info is not None and not info.needed:
             return candidate.resolve()
     return None
 
 
-def _host_library_dirs(machine: str) -> list[Path]:
-    """Where this machine's ld.so finds libraries: the system directories, then /etc/ld.so.conf's."""
+def _host_library_dirs(machine: str, root: Path | None = None) -> list[Path]:
+    """Where this machine's (or ``root``'s) ld.so finds libraries: the system directories, then ld.so.conf's."""
     triplet = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}[machine]
     dirs = [Path(p) for p in (f"/lib/{triplet}", f"/usr/lib/{triplet}", "/lib64", "/usr/lib64", "/lib", "/usr/lib")]
-    dirs += _conf_dirs(Path("/etc/ld.so.conf"), set())
-    return [d for d in dict.fromkeys(dirs) if d.is_dir()]
+    dirs += _conf_dirs(_rooted(Path("/etc/ld.so.conf"), root), set(), root)
+    return [d for d in dict.fromkeys(_rooted(d, root) for d in dirs) if d.is_dir()]
 
 
-def _conf_dirs(conf: Path, seen: set[Path]) -> list[Path]:
+def _rooted(path: Path, root: Path | None) -> Path:
+    """An absolute path as seen from inside ``root``, as a path on this machine (a root-relative one stays)."""
+    if root is None or not path.is_absolute() or _inside(path, root):
+        return path
+    return root / path.relative_to("/")
+
+
+def _conf_dirs(conf: Path, seen: set[Path], root: Path | None = None) -> list[Path]:
     if conf in seen or not conf.is_file():
         return []
     seen.add(conf)
@@ -331,9 +358,9 @@ def _conf_dirs(conf: Path, seen: set[Path]) -> list[Path]:
         line = line.split("#", 1)[0].strip()
         if line.startswith("include "):
             for pattern in line.split()[1:]:
-                base = pattern if pattern.startswith("/") else str(conf.parent / pattern)
+                base = str(_rooted(Path(pattern), root)) if pattern.startswith("/") else str(conf.parent / pattern)
                 for included in sorted(glob.glob(base)):
-                    out += _conf_dirs(Path(included), seen)
+                    out += _conf_dirs(Path(included), seen, root)
         elif line.startswith("/"):
             out.append(Path(line))
     return out
@@ -363,7 +390,7 @@ def _needed(path: Path) -> tuple[str, ...]:
     return info.needed if info else ()
 
 
-def _closure(roots: Iterable[Path], search: list[Path], machine: str) -> dict[str, Path]:
+def _closure(roots: Iterable[Path], search: list[Path], machine: str, root: Path | None = None) -> dict[str, Path]:
     """soname -> host path of every library ``roots`` need, transitively (what ld.so would map)."""
     found: dict[str, Path] = {}
     todo = list(roots)
@@ -377,7 +404,7 @@ def _closure(roots: Iterable[Path], search: list[Path], machine: str) -> dict[st
         if info is None:
             continue
         origin = path.resolve().parent
-        own = [Path(p.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin)))
+        own = [_rooted(Path(p.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin))), root)
                for entry in info.search_paths for p in entry.split(":") if p]
         for soname in info.needed:
             if soname in found:
