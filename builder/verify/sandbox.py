@@ -81,7 +81,8 @@ HIDDEN_MODULES = {
     "_crypt": "libcrypt.so.1, absent on Amazon Linux 2 and 2023 (python3.12+ extensions linking it fail there)",
     "nis": "libnsl.so.2 and libtirpc.so.3: on no Lambda image",
 }
-_MISSING_RE = re.compile(r"([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file")
+_MISSING_RE = re.compile(r"(?<![\w./+-])((?:/[\w.+-]+)*/?[\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file")
+_NO_MODULE_RE = re.compile(r"No module named '([\w.]+)'")
 _PROBE = """
 import json, os, sys, sysconfig
 paths = sysconfig.get_paths()
@@ -217,7 +218,10 @@ class LambdaSandbox:
     def explain(self, output: str) -> str | None:
         """What the table says about each library the sandboxed run could not open, or None."""
         lines = []
-        for soname in dict.fromkeys(_MISSING_RE.findall(output)):
+        for named in dict.fromkeys(_MISSING_RE.findall(output)):
+            if named.startswith(LAYER_MOUNT + "/"):
+                continue  # a layer file opened by its path (an extension module): wrong_machine tells why
+            soname = named.rsplit("/", 1)[-1]
             label = self.libraries.label
             if soname in self.system or soname in self.lang:
                 continue  # shown: the loader failed for another reason, which the output says
@@ -235,6 +239,32 @@ class LambdaSandbox:
                 lines.append(f"{soname} is not on Lambda's {label} image: the layer must bring it (a wheel "
                              "repaired by auditwheel bundles it), or the package must not need it")
         return "; ".join(lines) or None
+
+
+    def wrong_machine(self, output: str, tree: Path) -> tuple[str, ...]:
+        """The layer's files the failed run could not load because they are another machine's, in words.
+
+        ld.so says only "cannot open shared object file" of a file of another
+        machine, and Python looks only for its own platform's extension
+        suffix, so a module built for x86_64 is "No module named" on aarch64:
+        both are what Lambda would say, and neither says why.
+        """
+        want, label = MACHINE[self.libraries.arch], self.libraries.label
+        found: dict[Path, str] = {}
+        for named in _MISSING_RE.findall(output):
+            if named.startswith(LAYER_MOUNT + "/"):
+                found.setdefault(tree / named[len(LAYER_MOUNT) + 1:], named)
+        for module in _NO_MODULE_RE.findall(output):
+            parts = module.split(".")
+            for base in (tree, *(tree / p.lstrip("/").removeprefix("opt/python/") for p in self.python_paths[1:])):
+                for candidate in sorted(base.joinpath(*parts[:-1]).glob(f"{parts[-1]}.*.so")):
+                    found.setdefault(candidate, f"{LAYER_MOUNT}/{candidate.relative_to(tree).as_posix()}")
+        lines = []
+        for path, shown in found.items():
+            info = _elf(path)
+            if info is not None and info.machine != want:
+                lines.append(f"{shown} is built for {info.machine}, and {label} runs {want} code")
+        return tuple(lines)
 
 
 def prepare_sandbox(interpreter: Interpreter, runtime: Runtime, arch: str, runner: Runner) -> LambdaSandbox:
