@@ -111,6 +111,15 @@ def arm64_roots() -> tuple[Path, ...]:
     return tuple(p for p in DEFAULT_ARM64_ROOTS if p.is_dir())
 
 
+def root_pythons(root: Path) -> tuple[str, ...]:
+    """The ``pythonX.Y`` versions a root's /usr/bin holds ("3.11"); none where it cannot be read."""
+    try:
+        names = [p.name for p in (root / "usr" / "bin").glob("python3.*") if p.is_file()]
+    except OSError:
+        return ()
+    return tuple(sorted(n.removeprefix("python") for n in names if n.removeprefix("python3.").isdigit()))
+
+
 def binfmt_problem(machine: str) -> str | None:
     """None if the kernel runs ``machine``'s binaries with an F-flag handler (namespaces too), else why not."""
     name = _BINFMT_NAME.get(machine)
@@ -176,7 +185,7 @@ def _find_in_roots(version: str, runner: Runner, machine: str) -> Interpreter | 
         return None
     for root in arm64_roots():
         inside = Path("/usr/bin") / f"python{version}"
-        if not (root / "usr" / "bin" / f"python{version}").is_file():
+        if version not in root_pythons(root):
             continue
         candidate = Interpreter(inside, version, machine, root=root.resolve())
         try:

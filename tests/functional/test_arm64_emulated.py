@@ -14,6 +14,7 @@ test, as Lambda would refuse them.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -195,3 +196,28 @@ def test_an_x86_64_abi3_extension_fails_to_load_under_emulation_naming_its_machi
     assert "/opt/python/xmod.abi3.so: cannot open shared object file" in message
     assert "/opt/python/xmod.abi3.so is built for x86_64, and amazonlinux2/arm64 runs aarch64 code" in message
     assert "table of amazonlinux2/arm64 is partial" not in message  # not mistaken for a missing system library
+
+
+def test_layers_doctor_says_what_this_machine_verifies_and_how_to_enable_the_rest(arm311):
+    env = {**os.environ, "COLUMNS": "200"}
+    as_json = subprocess.run([sys.executable, "-m", "builder", "doctor", "--json"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert as_json.returncode == 0, as_json.stderr
+    found = json.loads(as_json.stdout)
+    rows = {(r["runtime"], r["architecture"]): r for r in found["runtimes"]}
+    assert found["binfmt"] == {"aarch64": None} and found["sandbox"] is None
+    assert rows[("python3.11", "arm64")]["smoke_test"] == "emulated"
+    assert rows[("python3.11", "arm64")]["location"] == str(arm311.root)
+    assert rows[("python3.13", "arm64")]["smoke_test"] == "emulated"  # trixie's root, from the same script
+    assert rows[("python3.11", "x86_64")]["smoke_test"] == "native"
+    assert rows[("python3.12", "arm64")]["smoke_test"] == "none"
+    assert rows[("python3.12", "arm64")]["summary"].startswith("ELF checks only: no aarch64 python3.12 can be had")
+    text = subprocess.run([sys.executable, "-m", "builder", "doctor"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert any("python3.11" in line and "arm64" in line and "emulated (QEMU)" in line and str(arm311.root) in line
+               for line in lines), text.stdout
+    assert any(line.startswith("python3.12 arm64: ELF checks only: no aarch64 python3.12") for line in lines)
+    assert any(line.startswith("  to enable: name an arm64 root of another system that holds python3.12")
+               for line in lines)
