@@ -230,5 +230,9 @@ def missing_reason(version: str, machine: str | None = None) -> str:
         where = (f"{ROOTS_ENV} names none" if os.environ.get(ROOTS_ENV) is not None
                  else f"none of {', '.join(map(str, DEFAULT_ARM64_ROOTS))} exists")
         return f"no arm64 root holds an aarch64 python{version}: {where} (make one with .ci/test-arm64-roots.sh)"
+    absent = [str(root) for root in roots if not root.is_dir()]
+    if absent:
+        return (f"{ROOTS_ENV} names {', '.join(absent)}, which {'is' if len(absent) == 1 else 'are'} no directory, "
+                f"and no other root holds an aarch64 python{version}")
     return (f"none of the arm64 roots ({', '.join(map(str, roots))}) holds a working aarch64 python{version}: "
             f"Debian {suites[0]} has it (`layers doctor` says how to make its root)")

@@ -13,8 +13,10 @@ test, as Lambda would refuse them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -22,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from builder.backends.pip import PipBackend
+from builder.build import BuildOptions, build
 from builder.errors import VerifyError
-from builder.recipe import SmokeTest
+from builder.recipe import SmokeTest, load_recipe
 from builder.runner import Runner
 from builder.runtimes import get_runtime, system_libraries
 from builder.strip.bytecode import compile_tree
@@ -221,3 +225,55 @@ def test_layers_doctor_says_what_this_machine_verifies_and_how_to_enable_the_res
     assert any(line.startswith("python3.12 arm64: ELF checks only: no aarch64 python3.12") for line in lines)
     assert any(line.startswith("  to enable: name an arm64 root of another system that holds python3.12")
                for line in lines)
+
+
+# What recipes/onnx313.toml's model is: its network, built with the onnx package's helper API.
+MAKE_MODEL = """
+import base64, sys
+import numpy as np
+from onnx import TensorProto, checker, helper, numpy_helper
+
+w = (((np.arange(108) % 7) - 3) / 10).astype(np.float32).reshape(4, 3, 3, 3)
+b = np.array([0.1, -0.2, 0.05, 0.0], dtype=np.float32)
+w2 = (((np.arange(12) % 5) - 2) / 4).astype(np.float32).reshape(3, 4)
+b2 = np.array([0.0, 0.5, -0.5], dtype=np.float32)
+nodes = [
+    helper.make_node("Conv", ["image", "w", "b"], ["conv"], pads=[1, 1, 1, 1]),
+    helper.make_node("Relu", ["conv"], ["relu"]),
+    helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+    helper.make_node("Flatten", ["pooled"], ["flat"]),
+    helper.make_node("Gemm", ["flat", "w2", "b2"], ["logits"], transB=1),
+    helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+]
+graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3])],
+                          [numpy_helper.from_array(a, n) for a, n in zip((w, b, w2, b2), ("w", "b", "w2", "b2"))])
+model = helper.make_model(graph, producer_name="lambda-layer-builder", ir_version=8,
+                          opset_imports=[helper.make_opsetid("", 13)])
+checker.check_model(model)
+sys.stdout.write(base64.b64encode(model.SerializeToString()).decode())
+"""
+
+
+def test_onnx313s_model_is_what_the_onnx_helper_api_makes(tmp_path):
+    target = tmp_path / "onnx"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target, "onnx==1.23.2"],
+                   check=True, capture_output=True)
+    made = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r})\n"
+                           + MAKE_MODEL], check=True, capture_output=True, text=True).stdout
+    code = load_recipe("onnx313", ROOT / "recipes").smoke.code
+    embedded = "".join(re.search(r"b64decode\(\"\"\.join\(\'\'\'(.*?)\'\'\'", code, re.DOTALL).group(1).split())
+    assert base64.b64decode(embedded) == base64.b64decode(made)
+
+
+def test_onnx313_arm64_runs_its_onnx_model_under_emulation_with_lambdas_libraries_only(tmp_path):
+    recipe = load_recipe("onnx313", ROOT / "recipes")
+    result = build(recipe, "arm64", PipBackend(Runner(), tmp_path / "cache"),
+                   BuildOptions(out_dir=tmp_path / "dist", time_imports=False))
+    verification = result.report["verification"]
+    assert verification["verified"] and verification["sandbox"] == "lambda-libraries"
+    assert verification["how"].startswith(
+        f"by an aarch64 python3.13 under emulation ({EMULATION}), with Lambda's libraries only"), verification["how"]
+    assert "amazonlinux2023/arm64" in verification["how"] and "arm64-trixie" in verification["how"]
+    assert verification["load_check"]["status"] == "passed"
+    assert result.report["versions"]["onnxruntime"] == "1.32.0"
