@@ -91,10 +91,13 @@ def root_prefix(root: Path) -> list[str]:
     The root's merged /bin, /lib and /sbin follow its /usr where this
     machine's are symlinks too (Debian and most others); where this machine's
     are directories, the root's are bound over them. The root's ld.so.cache
-    replaces this machine's, which lists other-machine libraries. A path
-    under this machine's /usr is not visible to the interpreter.
+    replaces this machine's, which lists other-machine libraries. /sys is
+    hidden, as in the sandbox: it describes this machine's CPUs, which
+    aarch64 code misreads (onnxruntime 1.32's cpuinfo segfaults under QEMU
+    when it can read an x86_64 /sys). A path under this machine's /usr is not
+    visible to the interpreter.
     """
-    args = ["bwrap", "--bind", "/", "/", "--ro-bind", str(root / "usr"), "/usr"]
+    args = ["bwrap", "--bind", "/", "/", "--tmpfs", "/sys", "--ro-bind", str(root / "usr"), "/usr"]
     for name in ("bin", "lib", "sbin"):
         if (root / name).is_symlink() and not Path("/", name).is_symlink() and (root / "usr" / name).is_dir():
             args += ["--ro-bind", str(root / "usr" / name), f"/{name}"]

@@ -78,6 +78,10 @@ def test_the_arm64_root_gives_an_emulated_aarch64_python311(arm311):
     said = subprocess.run(arm311.argv("-I", "-c", "import platform, sys; print(platform.machine(), sys.version)"),
                           capture_output=True, text=True, check=True).stdout.split()
     assert said[:2] == ["aarch64", "3.11.2"]  # Debian bookworm's python3.11
+    # This machine's /sys describes x86_64 CPUs, which aarch64 code misreads (onnxruntime's cpuinfo segfaults).
+    sys_dir = subprocess.run(arm311.argv("-I", "-c", "import os; print(os.listdir('/sys'))"),
+                             capture_output=True, text=True, check=True).stdout
+    assert sys_dir.strip() == "[]"
 
 
 def test_no_roots_configured_means_no_arm64_interpreter_and_says_so(monkeypatch):
