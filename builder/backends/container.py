@@ -14,6 +14,11 @@ replaced (``entrypoint``; Lambda's images start the runtime interface
 emulator), and host directories bind-mounted read-only (``read_only_mounts``:
 the layer at /opt).
 
+``check_engine_runs`` proves that the engine runs another machine's
+containers (linux/arm64 on an x86_64 engine, through QEMU registered with
+binfmt_misc) by starting one, rather than trusting what the engine reports;
+a success is remembered per engine and platform for the process.
+
 ``ContainerRunner`` is the subprocess seam (``runner.Runner``) pointed into a
 container: code that runs tools through a runner (pip, strip, the runtime's
 Python) runs them in the container unchanged.
@@ -30,7 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import BuildError, ToolMissing, UsageError
 from ..runner import Result, Runner
-from ..verify.output import decisive_line, keep_output
+from ..verify.output import decisive_line, keep_output, shorten
 
 LABEL = "lambda-layer-builder"
 # Docker 20.10: the first engine API that takes a platform when creating a
@@ -43,7 +48,8 @@ _FOREIGN_BINARY = ("exec format error", "exec user process caused")
 # The networks a build container may join: the engine's default bridge, or,
 # asked for by name, the host's own (an index or proxy on 127.0.0.1) or none.
 NETWORKS = ("bridge", "host", "none")
-EMULATION_HINT = ("register QEMU with binfmt_misc (docker run --privileged tonistiigi/binfmt --install arm64), "
+EMULATION_HINT = ("register QEMU with binfmt_misc, with the F flag (apt-get install qemu-user-static on Debian or "
+                  "Ubuntu, or docker run --privileged tonistiigi/binfmt --install arm64), "
                   "or use --backend pip, which cross-installs wheels for the target")
 
 
@@ -162,9 +168,11 @@ class Container:
         logs = (self.container.logs() + b"\n" + (output or b"")).decode(errors="replace").strip()
         if any(marker in logs.lower() for marker in _FOREIGN_BINARY):
             machine = self.platform or "this image's platform"
-            raise BuildError(
-                f"this Docker engine cannot run {machine} containers: {decisive_line(logs or 'exec format error')}",
-                hint=EMULATION_HINT)
+            # The kernel's own words ("exec /bin/sleep: exec format error"), not the engine's reply to the exec.
+            said = next((line.strip() for line in logs.splitlines()
+                         if any(marker in line.lower() for marker in _FOREIGN_BINARY)), "exec format error")
+            raise BuildError(f"this Docker engine cannot run {machine} containers of {self.image}: {shorten(said)}",
+                             hint=EMULATION_HINT)
         raise BuildError(f"the container from {self.image} stopped at start ({self.container.status}): "
                          f"{decisive_line(logs)}",
                          hint="the image must provide sh and sleep (see dockerfiles/README.md)"
@@ -229,6 +237,38 @@ class Container:
         extracted = staging / PurePosixPath(source).name
         os.replace(extracted, destination)
         staging.rmdir()
+
+
+# (engine ID, platform) pairs proven to run: a failure is not kept, since it may be the probed
+# image's own (tests/integration/test_arm64.py's image holds a binary no emulator accepts).
+_RUNS: set[tuple[str, str]] = set()
+
+
+def engine_arch(client) -> str:
+    """The engine's own architecture in Docker's names ("amd64", "arm64")."""
+    return str(client.version().get("Arch", ""))
+
+
+def check_engine_runs(client, image: str, platform: str) -> None:
+    """Raise BuildError (with ``EMULATION_HINT``) unless a ``platform`` container of ``image`` runs here.
+
+    The probe is a container of ``image`` (whose sh and sleep the contract
+    asks for) started and run once; for an arm64 image on an x86_64 engine
+    that takes QEMU's binfmt handler with the F flag, which a running
+    container is the only sure test of (the handler may lack F, the engine
+    may run in a VM of its own, a remote engine is another machine).
+    """
+    key = (_engine_id(client), platform)
+    if key in _RUNS:
+        return
+    with Container(image, client=client, platform=platform, entrypoint=(), network="none"):
+        pass
+    _RUNS.add(key)
+
+
+def _engine_id(client) -> str:
+    info = client.info()
+    return str(info.get("ID") or info.get("Name") or client.api.base_url)
 
 
 class ContainerRunner(Runner):

@@ -14,6 +14,14 @@ The pip logic itself is ``PipBackend`` with a runner that executes in the
 container (``container.ContainerRunner``): the same tag rules, so never a
 wheel newer than the runtime's glibc, plus native sdists compiled by the
 image's compiler.
+
+Another machine's target (arm64 on an x86_64 engine) is built in a container
+of that machine's base image, whose programs (pip, the compiler, strip, the
+runtime's Python for bytecode and the smoke test) the kernel runs under
+QEMU's user-mode emulator (binfmt_misc). ``prepare`` first proves that the
+engine runs such a container (``container.check_engine_runs``), so an engine
+without the emulator fails there, saying so, before any image is built; the
+session's notes and the report say the build ran emulated.
 """
 
 from __future__ import annotations
@@ -27,12 +35,12 @@ from pathlib import Path
 from ..errors import BuildError
 from ..runner import Runner
 from ..recipe import SmokeTest
-from ..verify.interpreters import Interpreter
+from ..verify.interpreters import EMULATION, Interpreter
 from ..verify.output import decisive_line, shorten
 from .base import Session, Target
 from .certs import CONTAINER_PATH, container_environment, host_ca_bundle
-from .container import Container, ContainerRunner, check_network, docker_client
-from .images import BuildImage, docker_platform, ensure_build_image
+from .container import Container, ContainerRunner, check_engine_runs, check_network, docker_client, engine_arch
+from .images import BASE_IMAGE_HINT, BuildImage, docker_platform, ensure_build_image, present_base
 from .pip import PipBackend
 from .runtime_image import default_runtime_image, run_in_runtime_image
 
@@ -89,7 +97,11 @@ class DockerBackend:
     def prepare(self, target: Target, on_step: Callable[[str], None] = lambda title: None) -> BuildImage:
         """Build or reuse the build image for ``target`` (pulling its base if needed)."""
         self.client = self.client or docker_client()
-        base = resolve_base_image(self.base_image, target.arch)
+        base = resolve_base_image(self.base_image, target.arch) or target.runtime.build_image(target.arch)
+        attrs = present_base(self.client, base, target.arch, on_step, what="the base image", hint=BASE_IMAGE_HINT)
+        if attrs.get("Architecture") != engine_arch(self.client):
+            # Another machine's image: prove this engine runs it (QEMU via binfmt) before building on it.
+            check_engine_runs(self.client, base, docker_platform(target.arch))
         self.image = ensure_build_image(self.client, target.runtime, target.arch, base, on_step,
                                         log_dir=self.cache_dir / "logs")
         self._prepared_for = target
@@ -139,6 +151,12 @@ class DockerBackend:
                 runner = ContainerRunner(box, user=user, base_env={},
                                          verbose=self.runner.verbose, echo=self.runner.echo)
                 interpreter = self._interpreter(runner, target)
+                if interpreter.emulated:
+                    notes.append(f"the build container is {docker_platform(target.arch)}, run under emulation "
+                                 f"({EMULATION}): pip, the compiler, strip and its {interpreter.machine} "
+                                 f"python{interpreter.version} run slower than natively (a C extension compiled from "
+                                 "source: about ten times), and import times are not measured (emulated times say "
+                                 "nothing of Lambda's)")
                 pip = PipBackend(runner, wheel_cache, python=str(interpreter.path), build_native=True,
                                  wheel_store=wheel_store, log_dir=self.cache_dir / "logs")
                 yield Session(

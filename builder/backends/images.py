@@ -31,6 +31,7 @@ DOCKERFILES = Path(__file__).resolve().parents[2] / "dockerfiles"
 REPOSITORY = "lambda-layer-builder/build"
 # Lambda's architecture names -> Docker's.
 DOCKER_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+BASE_IMAGE_HINT = "pass --base-image with an image this engine has (see dockerfiles/README.md)"
 
 
 def docker_platform(arch: str) -> str:
@@ -138,8 +139,7 @@ def ensure_build_image(client, runtime: Runtime, arch: str, base_image: str | No
 
     base = base_image or runtime.build_image(arch)
     text = dockerfile_for(runtime).read_text()
-    base_attrs = present_base(client, base, arch, on_step, what="the base image",
-                              hint="pass --base-image with an image this engine has (see dockerfiles/README.md)")
+    base_attrs = present_base(client, base, arch, on_step, what="the base image", hint=BASE_IMAGE_HINT)
     # The base's image ID, not its name: a re-pulled ``latest`` is a new base.
     tag = image_tag(text, base_attrs["Id"], runtime.python)
     if _have(client, tag):

@@ -21,8 +21,11 @@ function:
   ``sleep infinity``, so commands run with ``exec`` through ``container.py``.
 
 The interpreter is ``pythonX.Y`` on the image's PATH, else
-``/var/lang/bin/pythonX.Y`` (where Lambda's images keep it). The result's
-``how`` is the sentence the build report carries. A failing smoke test raises
+``/var/lang/bin/pythonX.Y`` (where Lambda's images keep it). An image of
+another machine than the engine's (``:X.Y-arm64`` on an x86_64 engine) runs
+under QEMU's user-mode emulator, registered with binfmt_misc; the result says
+so (``emulated``). The result's ``how`` is the sentence the build report
+carries. A failing smoke test raises
 ``VerifyError`` (exit 4) with the output's tail and, where ld.so named one,
 the missing library; an image that cannot be had raises ``BuildError`` naming
 it (exit 3).
@@ -46,11 +49,11 @@ from ..errors import BuildError, UsageError, VerifyError
 from ..recipe import SmokeTest
 from ..runner import Result
 from ..runtimes import MACHINE, Runtime, layer_python_paths, system_libraries
-from ..verify.interpreters import Interpreter
+from ..verify.interpreters import EMULATION, Interpreter
 from ..verify.output import decisive_line, keep_output, shorten
 from ..verify.smoke import _SMOKE_SCRIPT, SMOKE_TIMEOUT, _child_env
-from .container import Container, ContainerRunner
-from .images import docker_platform, present_base
+from .container import Container, ContainerRunner, engine_arch
+from .images import DOCKER_ARCH, docker_platform, present_base
 
 # uid 993 is sbx_user1051, the user Lambda runs functions from container images as (R, public
 # Dockerfiles written for Lambda); no source gives its gid (990: I).
@@ -80,6 +83,8 @@ class RuntimeImageResult:
     seconds: float    # the smoke test alone
     total_seconds: float  # with the container's start and removal
     output: str       # the smoke test's last lines
+    machine: str = ""  # the interpreter's: "x86_64", "aarch64"
+    emulated: bool = False  # run under QEMU: the image is another machine's than the engine's
 
     @property
     def uid(self) -> str:
@@ -87,7 +92,8 @@ class RuntimeImageResult:
 
     @property
     def how(self) -> str:
-        return (f"smoke test in the Lambda runtime image {self.image} ({self.interpreter}; read-only /opt, "
+        who = f"{self.interpreter}, {self.machine} under emulation ({EMULATION})" if self.emulated else self.interpreter
+        return (f"smoke test in the Lambda runtime image {self.image} ({who}; read-only /opt, "
                 f"only /tmp writable, uid {self.uid}, no network)")
 
 
@@ -100,6 +106,7 @@ class RuntimeBox:
     interpreter: Interpreter
     image: str
     task_root: Path  # the host directory mounted read-only at /var/task
+    emulated: bool = False  # the image is another machine's than the engine's: QEMU runs it
 
 
 def lambda_environment(runtime: Runtime, arch: str) -> dict[str, str]:
@@ -170,7 +177,8 @@ def runtime_container(client, image: str, layer_root: Path, runtime: Runtime, ar
             runner = ContainerRunner(box, user=LAMBDA_USER, base_env={}, verbose=echo is not None,
                                      echo=echo or (lambda line: None))
             interpreter = _find_interpreter(runner, image, runtime, arch)
-            yield RuntimeBox(box, runner, interpreter, image, task_root)
+            yield RuntimeBox(box, runner, interpreter, image, task_root,
+                             emulated=engine_arch(client) != DOCKER_ARCH[arch])
 
 
 def smoke_script(runtime: Runtime) -> str:
@@ -219,7 +227,7 @@ def run_in_runtime_image(client, image: str, layer_root: Path, smoke: SmokeTest,
         smoke_started = time.perf_counter()
         result = run_smoke_in(runtime_box, smoke, runtime, timeout)
         seconds = time.perf_counter() - smoke_started
-        interpreter = str(runtime_box.interpreter.path)
+        interpreter, emulated = str(runtime_box.interpreter.path), runtime_box.emulated
     if not result.ok or "SMOKE-OK" not in result.stdout:
         output = result.stdout + "\n" + result.stderr
         summary, said = failure_summary(output), decisive_line(output)
@@ -234,4 +242,4 @@ def run_in_runtime_image(client, image: str, layer_root: Path, smoke: SmokeTest,
                           hint="fix the recipe's [smoke] imports or code, or the strip rule that removed what it "
                                "needs (keep globs; strip profile 'none' to compare)" + kept)
     return RuntimeImageResult(image, interpreter, LAMBDA_USER, seconds, time.perf_counter() - started,
-                              result.tail(5))
+                              result.tail(5), MACHINE[arch], emulated)

@@ -4,6 +4,13 @@
 (present, built from a base image that is present or pulled, runnable on
 this engine's platform); otherwise pip, with a one-line notice saying why.
 ``docker`` asked for by name fails with that reason instead.
+
+"Runnable" is proven, not assumed: for another machine's target (arm64 on an
+x86_64 engine), ``DockerBackend.prepare`` starts a container of the base image
+(``container.check_engine_runs``, remembered per engine), which runs only
+where QEMU is registered with binfmt_misc. So ``auto`` builds arm64 layers in
+Docker, emulated, where it can, and on pip, which cross-installs the target's
+wheels, where it cannot.
 """
 
 from __future__ import annotations
@@ -13,9 +20,7 @@ from ..events import Reporter
 from ..runner import Runner
 from ..verify.output import cache_dir
 from .base import Target
-from .container import Container
 from .docker import DockerBackend
-from .images import DOCKER_ARCH, docker_platform
 from .pip import PipBackend
 
 BACKENDS = ("auto", "pip", "docker")
@@ -26,11 +31,7 @@ def _ready_docker(target: Target, runner: Runner, reporter: Reporter, base_image
                   runtime_image: str | None) -> DockerBackend:
     """A Docker backend whose build image exists and runs here, or the typed error saying why not."""
     backend = DockerBackend(runner, cache_dir(), base_image=base_image, runtime_image=runtime_image)
-    image = backend.prepare(target, reporter.step)
-    if backend.client.version().get("Arch") != DOCKER_ARCH[target.arch]:
-        # Another machine's image: prove this engine can run it (binfmt/QEMU).
-        with Container(image.tag, client=backend.client, platform=docker_platform(target.arch)):
-            pass
+    backend.prepare(target, reporter.step)  # proves an emulated platform runs before building on it
     return backend
 
 
