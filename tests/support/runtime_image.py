@@ -2,7 +2,9 @@
 
 Lambda's runtime image holds far fewer system libraries than the build image
 or any Debian. The stand-in is ``layers-test-base:bookworm`` cut down to what
-``builder/lambda_os.toml`` lists for Amazon Linux 2 on x86_64 (``present``):
+``builder/lambda_os.toml`` lists for Amazon Linux 2 on x86_64 (``present``);
+for arm64, ``layers-test-base:bookworm-arm64`` cut down to the arm64 table
+(whose loader is ld-linux-aarch64.so.1), the same way (``STAND_INS``):
 
 1. The base image's file system is exported (``docker create`` + export) to a
    tar file on this machine; nothing is extracted, so modes, owners and
@@ -22,15 +24,20 @@ or any Debian. The stand-in is ``layers-test-base:bookworm`` cut down to what
    length, so no ELF layout changes). Debian's python3.11 itself links
    libexpat.so.1: without the rename, an extension needing libexpat.so.1 would
    find the interpreter's copy already loaded and pass where Lambda fails.
-5. The result is imported, then built once more with a Dockerfile that runs
+5. The result is built into an image ``FROM scratch`` for the stand-in's
+   platform (ADD unpacks it; ``docker import`` would record the engine's own
+   machine, whatever the file system's), with a Dockerfile that runs
    ldconfig (so /etc/ld.so.cache lists only what is left) and sets Lambda's
    environment, working directory and an entrypoint that, like Lambda's,
    refuses to run without a handler name.
 
-The image is tagged ``layers-test-runtime:python3.11`` with a label holding a
-hash of the table, this file and the base image's ID, and reused while the
-label matches. ``python -m tests.support.runtime_image`` builds it (what
-``.ci/test-runtime-image.sh`` runs).
+The image is tagged ``layers-test-runtime:python3.11`` (arm64:
+``layers-test-runtime:python3.11-arm64``) with a label holding a hash of the
+table, this file, the architecture and the base image's ID, and reused while
+the label matches. ``python -m tests.support.runtime_image [--arch arm64]``
+builds it (what ``.ci/test-runtime-image.sh`` runs). The arm64 one is made on
+an x86_64 engine as any arm64 container runs there: under QEMU (binfmt_misc),
+which its ldconfig step and its check need.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from builder.backends.container import LABEL, Container
+from builder.backends.images import docker_platform
 from builder.runtimes import get_runtime, system_libraries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,18 +68,50 @@ RUNTIME = "python3.11"
 ARCH = "x86_64"
 PYTHON = "usr/bin/python3.11"
 LIB_DYNLOAD = "usr/lib/python3.11/lib-dynload"
-# ld.so's own directories on Debian amd64, and Lambda's (/lib64, /usr/lib64); ld.so.conf adds more.
-SYSTEM_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib64", "lib", "usr/lib",
-               "usr/local/lib")
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """One architecture's stand-in: its base image, its tag, and Debian's directory names for that machine."""
+
+    arch: str      # Lambda's name: x86_64, arm64
+    base: str
+    tag: str
+    triplet: str   # Debian's multiarch directory: x86_64-linux-gnu, aarch64-linux-gnu
+
+    @property
+    def platform(self) -> str:
+        return docker_platform(self.arch)
+
+    @property
+    def system_dirs(self) -> tuple[str, ...]:
+        """ld.so's own directories on Debian, and Lambda's (/lib64, /usr/lib64); ld.so.conf adds more."""
+        return (f"lib/{self.triplet}", f"usr/lib/{self.triplet}", "lib64", "usr/lib64", "lib", "usr/lib",
+                "usr/local/lib")
+
+    @property
+    def toolchain_prefixes(self) -> tuple[str, ...]:
+        return (*TOOLCHAIN_PREFIXES, f"{self.triplet}-")
+
+    @property
+    def toolchain_trees(self) -> tuple[str, ...]:
+        return ("usr/lib/gcc/", "usr/libexec/gcc/", f"usr/lib/{self.triplet}/bfd-plugins/",
+                f"usr/lib/{self.triplet}/ldscripts/", f"usr/lib/{self.triplet}/gprofng/")
+
+
+STAND_INS = {
+    "x86_64": StandIn("x86_64", BASE_IMAGE, TAG, "x86_64-linux-gnu"),
+    "arm64": StandIn("arm64", "layers-test-base:bookworm-arm64", "layers-test-runtime:python3.11-arm64",
+                     "aarch64-linux-gnu"),
+}
 SHARED_LIBRARY = re.compile(r"\.so(\.[0-9][^/]*)?$")
 # gcc and binutils, by name in /usr/bin; also everything under these directories.
 TOOLCHAIN = frozenset("""
     addr2line ar as c++ c++filt c89 c89-gcc c99 c99-gcc cc cpp dwp elfedit g++ gcc gcov gcov-dump gcov-tool gold
     gprof gprofng ld ld.bfd ld.gold lto-dump nm objcopy objdump ranlib readelf size strings strip
 """.split())
-TOOLCHAIN_PREFIXES = ("gcc-", "g++-", "cpp-", "gcov-", "lto-dump-", "gp-", "x86_64-linux-gnu-")
-TOOLCHAIN_TREES = ("usr/lib/gcc/", "usr/libexec/gcc/", "usr/lib/x86_64-linux-gnu/bfd-plugins/",
-                   "usr/lib/x86_64-linux-gnu/ldscripts/", "usr/lib/x86_64-linux-gnu/gprofng/")
+# (and the machine's triplet, "x86_64-linux-gnu-": StandIn.toolchain_prefixes)
+TOOLCHAIN_PREFIXES = ("gcc-", "g++-", "cpp-", "gcov-", "lto-dump-", "gp-")
 ENTRYPOINT_SCRIPT = """#!/bin/sh
 # Stand-in for the Lambda image's /lambda-entrypoint.sh, which takes a handler name and starts the
 # runtime interface emulator. This one only refuses, so a test that forgets to replace it fails.
@@ -79,7 +119,8 @@ echo "entrypoint requires the handler name to be the first argument" >&2
 exit 142
 """
 DOCKERFILE = """\
-FROM {fs_image}
+FROM scratch
+ADD root.tar /
 RUN ["/sbin/ldconfig"]
 ENV PATH=/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin \\
     LD_LIBRARY_PATH={ld_library_path} \\
@@ -95,27 +136,30 @@ class StandInError(RuntimeError):
     """The stand-in image could not be made (a test-support failure, not a builder one)."""
 
 
-def fingerprint(base_id: str) -> str:
+def fingerprint(base_id: str, arch: str = ARCH) -> str:
     digest = hashlib.sha256()
-    for part in ((ROOT / "builder" / "lambda_os.toml").read_bytes(), Path(__file__).read_bytes(), base_id.encode()):
+    for part in ((ROOT / "builder" / "lambda_os.toml").read_bytes(), Path(__file__).read_bytes(), base_id.encode(),
+                 arch.encode()):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()[:16]
 
 
-def ensure_stand_in_runtime_image(client, *, base: str = BASE_IMAGE, tag: str = TAG,
+def ensure_stand_in_runtime_image(client, *, base: str | None = None, tag: str | None = None, arch: str = ARCH,
                                   log=lambda line: None) -> str:
-    """The stand-in's tag, built first where it is missing or out of date."""
+    """The stand-in's tag for ``arch``, built first where it is missing or out of date."""
     import docker.errors
 
+    flavour = STAND_INS[arch]
+    base, tag = base or flavour.base, tag or flavour.tag
     base_id = client.images.get(base).id
-    digest = fingerprint(base_id)
+    digest = fingerprint(base_id, arch)
     try:
         previous = client.images.get(tag)
     except docker.errors.ImageNotFound:
         previous = None
     if previous is not None and previous.labels.get(HASH_LABEL) == digest:
         return tag
-    build_stand_in(client, base, tag, digest, log=log)
+    build_stand_in(client, base, tag, digest, log=log, flavour=flavour)
     if previous is not None:
         try:
             client.images.remove(previous.id)  # out of date, and untagged by the build: 450 MB of nothing
@@ -124,36 +168,37 @@ def ensure_stand_in_runtime_image(client, *, base: str = BASE_IMAGE, tag: str = 
     return tag
 
 
-def build_stand_in(client, base: str, tag: str, digest: str, *, log=lambda line: None) -> CutReport:
-    import docker.errors
-
+def build_stand_in(client, base: str, tag: str, digest: str, *, log=lambda line: None,
+                   flavour: StandIn = STAND_INS[ARCH]) -> CutReport:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="layers-stand-in-") as scratch:
         exported, cut = Path(scratch) / "base.tar", Path(scratch) / "cut.tar"
-        holder = client.containers.create(base, ["true"], labels={LABEL: "1"})
+        holder = client.containers.create(base, ["true"], labels={LABEL: "1"}, platform=flavour.platform)
         try:
             with exported.open("wb") as out:
                 for chunk in holder.export():
                     out.write(chunk)
         finally:
             holder.remove(force=True)
-        report = cut_image(exported, cut)
+        report = cut_image(exported, cut, flavour)
+        exported.unlink()
         log(f"stand-in: kept {len(report.kept)} library files (links and files), {len(report.private)} private "
             f"({', '.join(sorted(report.private.values()))}), deleted {len(report.deleted)} files")
-        fs_image = f"{tag.rsplit(':', 1)[0]}:fs-{digest}"
-        repository, _, fs_tag = fs_image.rpartition(":")
-        client.api.import_image_from_file(str(cut), repository=repository, tag=fs_tag)
-    dockerfile = DOCKERFILE.format(fs_image=fs_image, label=HASH_LABEL, digest=digest,
-                                   ld_library_path=":".join(system_libraries(get_runtime(RUNTIME), ARCH).ld_library_path))
+        libraries = system_libraries(get_runtime(RUNTIME), flavour.arch)
+        dockerfile = DOCKERFILE.format(label=HASH_LABEL, digest=digest,
+                                       ld_library_path=":".join(libraries.ld_library_path)).encode()
+        context = Path(scratch) / "context.tar"
+        with tarfile.open(context, "w") as archive:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            archive.addfile(info, io.BytesIO(dockerfile))
+            archive.add(cut, arcname="root.tar")
+        cut.unlink()
+        with context.open("rb") as stream:
+            client.images.build(fileobj=stream, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False,
+                                platform=flavour.platform)
     try:
-        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False)
-    finally:
-        try:
-            client.images.remove(fs_image)  # only the tag: the stand-in is built on it
-        except docker.errors.APIError:
-            pass
-    try:
-        check_stand_in(client, tag)
+        check_stand_in(client, tag, flavour.platform)
     except BaseException:
         client.images.remove(tag, force=True)  # a broken stand-in must not be reused by its label
         raise
@@ -179,9 +224,9 @@ sys.exit(1 if failed or tools or "libexpat.so.1 " in cache else 0)
 """
 
 
-def check_stand_in(client, tag: str) -> None:
+def check_stand_in(client, tag: str, platform: str | None = None) -> None:
     with Container(tag, client=client, entrypoint=(), read_only=True, tmpfs={"/tmp": "rw,size=64m"},
-                   user="993:990", network="none") as box:
+                   user="993:990", network="none", platform=platform) as box:
         checked = box.call(["python3.11", "-I", "-c", _CHECK, "/" + LIB_DYNLOAD])
         refused = box.call(["/lambda-entrypoint.sh"])
     if not checked.ok:
@@ -351,13 +396,13 @@ def rename_in_dynstr(data: bytes, renames: dict[str, str]) -> bytes:
     return out
 
 
-def _is_toolchain(path: str) -> bool:
-    if path.startswith(TOOLCHAIN_TREES):
+def _is_toolchain(path: str, flavour: StandIn) -> bool:
+    if path.startswith(flavour.toolchain_trees):
         return True
     directory, _, name = path.rpartition("/")
     if directory not in ("usr/bin", "usr/sbin"):
         return False
-    return name in TOOLCHAIN or (name.startswith(TOOLCHAIN_PREFIXES) and "python" not in name)
+    return name in TOOLCHAIN or (name.startswith(flavour.toolchain_prefixes) and "python" not in name)
 
 
 def _ld_so_conf_dirs(tree: Tree, path: str = "etc/ld.so.conf", depth: int = 0) -> list[str]:
@@ -379,19 +424,19 @@ def _ld_so_conf_dirs(tree: Tree, path: str = "etc/ld.so.conf", depth: int = 0) -
     return dirs
 
 
-def cut_image(source: Path, destination: Path) -> CutReport:
+def cut_image(source: Path, destination: Path, flavour: StandIn = STAND_INS[ARCH]) -> CutReport:
     """Write ``destination``: ``source`` (an exported file system) cut down as the module docstring says."""
-    table = system_libraries(get_runtime(RUNTIME), ARCH)
+    table = system_libraries(get_runtime(RUNTIME), flavour.arch)
     allowed = set(table.present)
     report = CutReport()
     with tarfile.open(source) as archive:
         tree = Tree(archive)
         system_dirs = []
-        for directory in (*SYSTEM_DIRS, *_ld_so_conf_dirs(tree), *(d.lstrip("/") for d in table.ld_library_path)):
+        for directory in (*flavour.system_dirs, *_ld_so_conf_dirs(tree), *(d.lstrip("/") for d in table.ld_library_path)):
             resolved = tree.resolve(directory)
             if resolved is not None and resolved not in system_dirs and tree.members[resolved].isdir():
                 system_dirs.append(resolved)
-        toolchain = {name for name in tree.members if _is_toolchain(name)}
+        toolchain = {name for name in tree.members if _is_toolchain(name, flavour)}
         # Libraries at the top of a system directory, by name (a soname link or a file).
         in_system_dir = {name for name in tree.members
                          if name.rpartition("/")[0] in system_dirs and SHARED_LIBRARY.search(name)}
@@ -522,15 +567,20 @@ def _as_file(member: tarfile.TarInfo, like: tarfile.TarInfo, size: int, *, name:
     return info
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    import argparse
+
     from builder.backends.container import docker_client
 
+    parser = argparse.ArgumentParser(prog="python -m tests.support.runtime_image")
+    parser.add_argument("--arch", choices=sorted(STAND_INS), default=ARCH)
+    arch = parser.parse_args(argv).arch
     client = docker_client()
     started = time.perf_counter()
-    tag = ensure_stand_in_runtime_image(client, log=print)
+    tag = ensure_stand_in_runtime_image(client, arch=arch, log=print)
     print(f"stand-in runtime image {tag}: ready ({time.perf_counter() - started:.1f} s)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
