@@ -37,6 +37,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.fit_bench
 	$(BIN)/python -m bench.loadcheck_bench
 	$(BIN)/python -m bench.pack_bench
+	$(BIN)/python -m bench.emulation_bench
 
 clean:
 	rm -rf dist $(VENV) .pytest_cache

@@ -50,7 +50,7 @@ from .sbom import Subject, declarations, distributions_in, write_sbom
 from .strip.bytecode import LAYER_ROOT, BytecodeResult, compile_tree
 from .strip.rules import StripContext, StripReport, installed_distributions, strip_tree
 from .strip.trace import Pruner, PruneReport
-from .verify.interpreters import Interpreter
+from .verify.interpreters import EMULATION, Interpreter
 from .verify.loadcheck import LoadCheck, check_tree, raise_for
 from .verify.output import decisive_line
 from .verify.loadcheck import how as load_check_how
@@ -274,7 +274,7 @@ def _run_target_stages(session: Session, scratch: Path, tree: Path, recipe: Reci
     elif verification.sandbox == "host":
         reporter.notice(f"the smoke test saw more libraries than Lambda has: {verification.how}")
     import_seconds = None
-    if interpreter and options.time_imports:
+    if interpreter and options.time_imports and not interpreter.emulated:  # emulated times say nothing of Lambda's
         reporter.step("time cold imports (python -B)")
         import_seconds = timer.run("import_timing", time_imports, tree, recipe.smoke.imports, interpreter,
                                    session.runner, options.import_runs, session.tmp)
@@ -318,7 +318,7 @@ def _pack(session: Session, scratch: Path, tree: Path, recipe: Recipe, interpret
     if not verification.verified:
         reporter.notice(f"the packed layer is NOT smoke-tested: {verification.how}")
     unpack = cold = None
-    if interpreter and options.time_imports:
+    if interpreter and options.time_imports and not interpreter.emulated:
         reporter.step("time the cold start: unpack, then the smoke imports (one core, from an empty /tmp)")
         taskset = session.which("taskset")
         unpack = timer.run("unpack_timing", time_cold_start, python, ("layer_runtime.unpack",), interpreter,
@@ -343,8 +343,11 @@ def _smoke(session: Session, tree: Path, recipe: Recipe, interpreter: Interprete
         count, top = check_glibc(tree, target.runtime.glibc)
         how, problem = timer.run("verify", session.run_smoke, tree.parent, recipe.smoke)
         if how is not None:
+            # Who ran it, as verify() records it: the runtime image's pythonX.Y of the target's machine.
+            who = f"python{interpreter.version} ({interpreter.machine})" + (
+                f" under emulation ({EMULATION})" if interpreter.emulated else "")
             return Verification(count, top, target.runtime.glibc_text, "passed", f"{how}; ELF glibc check",
-                                sandbox="lambda-runtime-image")
+                                sandbox="lambda-runtime-image", interpreter=who)
         reporter.notice(f"smoke test in the build container instead of Lambda's runtime image: {problem}")
         verification = timer.run(
             "verify", verify, tree, recipe.smoke, target.runtime.glibc, interpreter, session.runner,

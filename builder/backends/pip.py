@@ -95,9 +95,15 @@ class PipBackend:
     def session(self, target: Target, scratch: Path) -> Iterator[Session]:
         """Everything on the host: pip here, the host's strip, a pyenv/system interpreter."""
         interpreter = find_interpreter(target.runtime.python, self.runner, target.machine)
+        notes = ()
+        if interpreter is not None and interpreter.emulated:
+            # Bytecode and the smoke test for arm64 on an x86_64 machine: Debian's aarch64 python from an arm64 root.
+            notes = ((f"python{interpreter.version} for {target.arch}: {interpreter.describe()}; bytecode (if the "
+                      "recipe asks for it) and the smoke test run with it, and import times are not measured "
+                      "(emulated times say nothing of Lambda's)"),)
         yield Session(
             backend=self.name, target=target, runner=self.runner, interpreter=interpreter, which=shutil.which,
-            tmp=None, where="this machine",
+            tmp=None, where="this machine", notes=notes,
             resolve=lambda recipe, workdir, lock=None: self.resolve(recipe, target, workdir, lock),
             install=lambda resolution, tree: self.install(resolution, target, tree),
         )

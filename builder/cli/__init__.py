@@ -7,7 +7,7 @@ Building and inspecting are in ``build``, publishing and planning in
 ``publish``, locks, rebuilds and schedules in ``rebuild``, all on one ``app``.
 """
 
-from . import build, check, publish, rebuild  # noqa: F401  (each adds its commands to app)
+from . import build, check, doctor, publish, rebuild  # noqa: F401  (each adds its commands to app)
 from .app import app, main
 
 __all__ = ["app", "main"]

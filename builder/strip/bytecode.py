@@ -123,8 +123,7 @@ def compile_tree(tree: Path, mode: str, interpreter: Interpreter, runner: Runner
     with tempfile.TemporaryDirectory(prefix="layers-compile-", dir=tmp) as scratch:
         script = Path(scratch) / "compile.py"
         script.write_text(_COMPILE)
-        result = runner.run([interpreter.path, "-I", "-S", script, tree, mode, ddir, docstrings],
-                            timeout=3600)
+        result = runner.run(interpreter.argv("-I", "-S", script, tree, mode, ddir, docstrings), timeout=3600)
     output = result.stdout + result.stderr
     if result.returncode not in (0, 1):  # 1: some files did not compile, reported below
         raise BuildError(f"compiling bytecode with python{interpreter.version} failed: {decisive_line(output)}",

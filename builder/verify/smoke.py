@@ -30,9 +30,9 @@ from pathlib import Path
 from ..errors import VerifyError
 from ..recipe import SmokeTest
 from ..runner import Result, Runner
-from ..runtimes import Runtime
+from ..runtimes import MACHINE, Runtime
 from .elf import elf_files, glibc_violations, read_elf
-from .interpreters import Interpreter
+from .interpreters import EMULATION, Interpreter, missing_reason
 from .output import decisive_line, keep_output
 from .sandbox import LAYER_MOUNT, TASK_ROOT, LambdaSandbox, prepare_sandbox, sandbox_available
 
@@ -89,6 +89,8 @@ class Verification:
     # machine or container it ran in (see how); None: not run.
     sandbox: str | None = None
     sandbox_notes: tuple[str, ...] = ()
+    # Who ran the smoke test: "python3.11 (x86_64)", or "python3.11 (aarch64) under emulation (QEMU ...)".
+    interpreter: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -104,6 +106,8 @@ class Verification:
             "how": self.how,
             "sandbox": self.sandbox,
             "sandbox_notes": list(self.sandbox_notes),
+            "interpreter": self.interpreter,
+            "emulated": self.interpreter is not None and "under emulation" in self.interpreter,
         }
 
 
@@ -154,7 +158,7 @@ def run_workload(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner:
         (task / "smoke.py").write_text(prelude + _SMOKE_SCRIPT + epilogue)
         child_env = {**_child_env(scratch_path), **(env or {})}
         if sandbox is None:
-            return runner.run([interpreter.path, "-I", "-S", "-B", task / "smoke.py", layer, task / "smoke.json"],
+            return runner.run(interpreter.argv("-I", "-S", "-B", task / "smoke.py", layer, task / "smoke.json"),
                               cwd=scratch_path, env=child_env, timeout=SMOKE_TIMEOUT)
         cache = _ld_cache(sandbox, runner, scratch_path)
         argv = [sandbox.executable, "-I", "-S", "-B", f"{TASK_ROOT}/smoke.py", layer, f"{TASK_ROOT}/smoke.json"]
@@ -174,7 +178,7 @@ def _ld_cache(sandbox: LambdaSandbox, runner: Runner, scratch: Path) -> Path | N
 
 def run_smoke_test(tree: Path, smoke: SmokeTest, interpreter: Interpreter, runner: Runner,
                    tmp: Path | None = None, *, sandbox: LambdaSandbox | None = None) -> None:
-    _check_passed(run_workload(tree, smoke, interpreter, runner, tmp, sandbox=sandbox), interpreter, sandbox)
+    _check_passed(run_workload(tree, smoke, interpreter, runner, tmp, sandbox=sandbox), interpreter, sandbox, tree)
 
 
 def _smoke_log(interpreter: Interpreter, output: str) -> str:
@@ -182,7 +186,8 @@ def _smoke_log(interpreter: Interpreter, output: str) -> str:
     return keep_output(f"smoke-python{interpreter.version}", output)
 
 
-def _check_passed(result: Result, interpreter: Interpreter, sandbox: LambdaSandbox | None) -> None:
+def _check_passed(result: Result, interpreter: Interpreter, sandbox: LambdaSandbox | None,
+                  tree: Path | None = None) -> None:
     if result.ok and "SMOKE-OK" in result.stdout:
         return
     output = result.stdout + "\n" + result.stderr
@@ -192,7 +197,13 @@ def _check_passed(result: Result, interpreter: Interpreter, sandbox: LambdaSandb
     if sandbox is not None:
         where = f" in the sandbox of {sandbox.libraries.label}'s libraries"
         explained = sandbox.explain(output)
-        if explained:
+        wrong = sandbox.wrong_machine(output, tree) if tree is not None else ()
+        if wrong:
+            arch = sandbox.libraries.arch
+            said += "; " + "; ".join(wrong[:3]) + (f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else "")
+            hint = (f"the layer holds another architecture's build: build it for {arch} (layers build --arch {arch}), "
+                    "whose wheels are that machine's")
+        elif explained:
             said += "; " + explained
             hint = ("the layer needs a library Lambda's runtime image may lack: use a wheel that bundles it "
                     "(opencv-python-headless rather than opencv-python for libGL), or drop what needs it")
@@ -232,7 +243,7 @@ def time_imports(tree: Path, modules: tuple[str, ...], interpreter: Interpreter,
         script = Path(scratch) / "timer.py"
         script.write_text(_IMPORT_TIMER)
         for _ in range(runs):
-            result = runner.run([interpreter.path, "-I", "-S", "-B", script, str(tree.resolve()), *modules],
+            result = runner.run(interpreter.argv("-I", "-S", "-B", script, str(tree.resolve()), *modules),
                                 cwd=scratch, env=_child_env(Path(scratch)), timeout=SMOKE_TIMEOUT)
             if not result.ok:
                 output = result.stdout + result.stderr
@@ -259,7 +270,7 @@ def time_cold_start(layer_python: Path, modules: tuple[str, ...], interpreter: I
         script.write_text(_IMPORT_TIMER)
         for run in range(runs):
             unpack_dir = Path(scratch) / f"unpacked-{run}"
-            argv = [interpreter.path, "-I", "-S", "-B", script, str(layer_python.resolve()), *modules]
+            argv = interpreter.argv("-I", "-S", "-B", script, str(layer_python.resolve()), *modules)
             result = runner.run([taskset, "-c", "0", *argv] if taskset else argv, cwd=scratch,
                                 env=_child_env(Path(scratch)) | {"LAYER_UNPACK_DIR": str(unpack_dir)},
                                 timeout=SMOKE_TIMEOUT)
@@ -287,8 +298,12 @@ def verify(tree: Path, smoke: SmokeTest, glibc: tuple[int, int], interpreter: In
     allowed = "%d.%d" % glibc
     if interpreter is None:
         return Verification(count, top, allowed, "not run",
-                            f"no python{python} for this architecture on this machine; ELF glibc check only")
+                            f"{missing_reason(python, MACHINE[arch] if arch else None)}; ELF glibc check only")
     ran = f"python{interpreter.version} at {interpreter.path} ({interpreter.machine}) in {where}"
+    who = f"python{interpreter.version} ({interpreter.machine})" + (
+        f" under emulation ({EMULATION})" if interpreter.emulated else "")
+    if interpreter.emulated:
+        ran = _emulated(interpreter, where, "")
     if lambda_sandbox:
         reason = sandbox_available(runner) if runtime is not None else "no runtime was given to take its libraries"
         if reason is None:
@@ -297,23 +312,34 @@ def verify(tree: Path, smoke: SmokeTest, glibc: tuple[int, int], interpreter: In
             reason = _sandbox_failed(result)
             if reason is None:
                 try:
-                    _check_passed(result, interpreter, box)
+                    _check_passed(result, interpreter, box, tree)
                 except VerifyError as failed:
-                    if box.explain(result.stdout + "\n" + result.stderr) is None:  # ld.so named no library
-                        _raise_if_only_lambda_lacks_it(failed, result.stdout + "\n" + result.stderr, tree, smoke,
-                                                       interpreter, runner, tmp)
+                    said = result.stdout + "\n" + result.stderr
+                    if box.explain(said) is None and not box.wrong_machine(said, tree):  # ld.so named no library
+                        _raise_if_only_lambda_lacks_it(failed, said, tree, smoke, interpreter, runner, tmp)
                     raise
+                if interpreter.emulated:
+                    ran = _emulated(interpreter, where, ", with Lambda's libraries only")
                 return Verification(count, top, allowed, "passed",
                                     f"{ran}, {box.describe()}; layer alone on sys.path (-I -S -B); ELF glibc check",
-                                    sandbox="lambda-libraries", sandbox_notes=box.notes())
+                                    sandbox="lambda-libraries", sandbox_notes=box.notes(), interpreter=who)
         run_smoke_test(tree, smoke, interpreter, runner, tmp)
         return Verification(count, top, allowed, "passed",
                             f"{ran}, with this machine's libraries, not only Lambda's ({reason}), so a library "
                             "Lambda lacks would have gone unnoticed; layer alone on sys.path (-I -S -B); "
-                            "ELF glibc check", sandbox="host", sandbox_notes=(f"no sandbox: {reason}",))
+                            "ELF glibc check", sandbox="host", sandbox_notes=(f"no sandbox: {reason}",),
+                            interpreter=who)
     run_smoke_test(tree, smoke, interpreter, runner, tmp)
     return Verification(count, top, allowed, "passed",
-                        f"{ran}, layer alone on sys.path (-I -S -B); ELF glibc check", sandbox="host")
+                        f"{ran}, layer alone on sys.path (-I -S -B); ELF glibc check", sandbox="host", interpreter=who)
+
+
+def _emulated(interpreter: Interpreter, where: str, libraries: str) -> str:
+    """The opening of ``how`` for an emulated interpreter: what ran the smoke test, said first and plainly
+    (the CLI prints "smoke test passed " before it)."""
+    at = (f"Debian's {interpreter.path} in the root {interpreter.root}, on {where}" if interpreter.root is not None
+          else f"{interpreter.path} in {where}")  # the Docker backend's: an emulated build container's own
+    return f"by an {interpreter.machine} python{interpreter.version} under emulation ({EMULATION}){libraries}: {at}"
 
 
 def _lambda_arch(machine: str) -> str:

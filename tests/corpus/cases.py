@@ -417,7 +417,7 @@ def argument_cases() -> list[Case]:
                         watch=("/dev/full", "/dev/null"))
     cases += _arg_cases("schedule", schedule, "--regions", BAD_REGIONS)
     for command in ("build", "diff", "report", "check", "publish", "arns", "prune", "plan", "lock", "rebuild",
-                    "recipes", "init"):
+                    "recipes", "init", "doctor"):
         cases.append(Case(f"arg-{command}-unknown-option", "arguments", (command, "--nosuch-[/]"), workspace()))
     cases += [Case("arg-unknown-command", "arguments", ("nosuch",), workspace()),
               Case("arg-markup-command", "arguments", ("[/]",), workspace()),

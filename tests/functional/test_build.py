@@ -146,7 +146,8 @@ def test_onnx312_builds_verified_against_amazon_linux_2023_and_says_why_arm64_is
     assert x86["load_check"]["status"] == "passed" and not x86["load_check"]["complete"]  # AL2023's table is partial
     arm = run_build(recipe, tmp_path / "dist", tmp_path / "cache", arch="arm64").report["verification"]
     assert arm["load_check"]["status"] == "passed" and arm["load_check"]["arch"] == "arm64"
-    assert not arm["verified"] and "no python3.12 for this architecture" in arm["how"]
+    assert not arm["verified"] and arm["how"].startswith(
+        "no aarch64 python3.12 can be had here: Debian has 3.9 in bullseye, 3.11 in bookworm and 3.13 in trixie")
 
 
 def test_over_budget_fails_naming_the_biggest_and_writes_nothing(tmp_path):
