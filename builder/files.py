@@ -10,7 +10,9 @@ Python's recursion limit. Every failure is the caller's own error class
 from __future__ import annotations
 
 import json
+import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +115,63 @@ def check_directory_option(path: Path, option: str, *, must_exist: bool = False)
         raise UsageError(f"{option} {path}: no such directory", hint=f"give {option} an existing directory")
     if kind not in ("missing", "directory"):
         raise UsageError(f"{option} {path} is a {kind}, not a directory", hint=f"give {option} a directory")
+
+
+# -- --output files: a regular file or nothing yet, written whole by a rename ----------------
+def _mode_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a file" if stat.S_ISREG(mode) else "a special file"
+
+
+def check_output_file(path: Path, hint: str, option: str = "--output") -> None:
+    """Refuse an output a rename would put a file in place of: anything but a regular file or nothing.
+
+    The nearest existing folder above it must be a folder, as the missing ones are made.
+    """
+    try:
+        mode = path.stat().st_mode  # follows a symlink: one to /dev/null is refused like /dev/null
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # a non-folder above it is named below
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}", hint=hint) from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(f"{option} {path} is {_mode_kind(mode)}, not a file", hint=hint)
+    for parent in path.parents:
+        try:
+            parent_mode = parent.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise UsageError(f"{option} {path}: cannot reach {parent}: {exc.strerror or exc}", hint=hint) from None
+        if not stat.S_ISDIR(parent_mode):
+            raise UsageError(f"{option} {path}: {parent} is {_mode_kind(parent_mode)}, not a directory", hint=hint)
+        return
+
+
+def write_output_file(path: Path, text: str, hint: str, option: str = "--output") -> None:
+    """Write ``text`` to ``path`` by a rename from a temporary file beside it; a failure leaves neither half a
+    file nor the temporary."""
+    check_output_file(path, hint, option)
+    failed = "check that the folder is writable and the disk not full, or give another " + option
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as exc:
+        raise LayerError(f"cannot write {path}: {exc.strerror or exc}", hint=failed) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        # mkstemp makes it 0600; what is written here is read by others: keep the old file's mode, or 0644.
+        os.chmod(temp, stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o644)
+        check_output_file(path, hint, option)  # again, just before the rename: a device made there since stays
+        os.replace(temp, path)
+    except BaseException as exc:
+        Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise LayerError(f"cannot write {path}: {exc.strerror or exc}", hint=failed) from None
+        raise

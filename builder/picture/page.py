@@ -22,11 +22,11 @@ import html
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from ..compare import Comparison
 from ..errors import UsageError
+from ..files import write_output_file
 from ..measure import human
 from ..plan import MIB, TMP_HEADROOM, BudgetPlan, usable
 from ..recipe import DIRECT_UPLOAD_LIMIT, UNZIPPED_LIMIT
@@ -150,28 +150,7 @@ def check_out(path: Path, option: str = "--html") -> None:
 
 def write_page(path: Path, text: str) -> None:
     """Write the page beside its place, then rename it there: a reader never sees half a page."""
-    data = text.encode("utf-8")
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}",
-                         hint="check that its directory exists and that you can write there") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}",
-                         hint="check the directory's space and permissions") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_output_file(path, text, hint="give the path of an .html file to write", option="--html")
 
 
 # --- the parts of a page ---------------------------------------------------------

@@ -22,12 +22,9 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
-import os
-import stat
-import tempfile
 from pathlib import Path
 
-from ..errors import LayerError, UsageError
+from ..files import check_output_file, write_output_file
 from .manifest import Entry, Manifest
 
 INDEX_FORMAT = 1
@@ -209,56 +206,9 @@ _OUTPUT_HINT = "give --output a path to a regular file, e.g. site/index.html"
 
 def check_output(path: Path) -> None:
     """``--output`` names a regular file or nothing yet, under a folder (never a directory, device or FIFO)."""
-    try:
-        mode = path.stat().st_mode  # follows a symlink: one to /dev/null is refused like /dev/null
-    except (FileNotFoundError, NotADirectoryError):
-        mode = None
-    except OSError as exc:
-        raise UsageError(f"--output {path}: {exc.strerror or exc}", hint=_OUTPUT_HINT) from None
-    if mode is not None and not stat.S_ISREG(mode):
-        raise UsageError(f"--output {path} is {_kind(mode)}, not a file", hint=_OUTPUT_HINT)
-    for parent in path.parents:
-        try:
-            parent_mode = parent.stat().st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            raise UsageError(f"--output {path}: cannot reach {parent}: {exc.strerror or exc}",
-                             hint=_OUTPUT_HINT) from None
-        if not stat.S_ISDIR(parent_mode):
-            raise UsageError(f"--output {path}: {parent} is {_kind(parent_mode)}, not a directory", hint=_OUTPUT_HINT)
-        return
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a file" if stat.S_ISREG(mode) else "a special file"
+    check_output_file(path, _OUTPUT_HINT)
 
 
 def write_output(path: Path, text: str) -> None:
-    """Write ``text`` by a rename from a temporary file beside ``path``; a failure leaves neither half a file
-    nor the temporary."""
-    check_output(path)
-    hint = "check that the folder is writable and the disk not full, or give another --output"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as exc:
-        raise LayerError(f"cannot write {path}: {exc.strerror or exc}", hint=hint) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        # mkstemp makes it 0600; a page or template is read by others: keep the old file's mode, or 0644.
-        os.chmod(temp, stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o644)
-        check_output(path)  # again, just before the rename: a device made there since is still not replaced
-        os.replace(temp, path)
-    except BaseException as exc:
-        Path(temp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise LayerError(f"cannot write {path}: {exc.strerror or exc}", hint=hint) from None
-        raise
+    """Write ``text`` whole, by a rename (``files.write_output_file``)."""
+    write_output_file(path, text, _OUTPUT_HINT)

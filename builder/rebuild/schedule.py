@@ -21,17 +21,15 @@ Three steps, each refusing what it cannot vouch for:
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..errors import LayerError, UsageError
+from ..errors import UsageError
+from ..files import check_output_file, write_output_file
 from ..publish.plan import check_regions
 from ..recipe import Recipe
 
@@ -134,42 +132,12 @@ def check_options(options: WorkflowOptions) -> None:
         raise UsageError(f"{options.python!r} is not a Python version", hint='e.g. "3.12"')
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+_OUTPUT_HINT = "give a path to a regular file, e.g. .github/workflows/layers-rebuild.yml"
 
 
 def check_output(path: Path) -> None:
-    """Refuse an output the rename would put a workflow in place of: anything but a regular file or nothing.
-
-    The nearest existing folder above it must be a folder, as the missing ones are made.
-    """
-    hint = "give a path to a regular file, e.g. .github/workflows/layers-rebuild.yml"
-    try:
-        mode = path.stat().st_mode  # follows a symlink: one to /dev/null is refused like /dev/null
-    except (FileNotFoundError, NotADirectoryError):
-        mode = None  # a non-folder above it is named below
-    except OSError as exc:
-        raise UsageError(f"--output {path}: {exc.strerror or exc}", hint=hint) from None
-    if mode is not None and not stat.S_ISREG(mode):
-        raise UsageError(f"--output {path} is {_kind(mode)}, not a file", hint=hint)
-    for parent in path.parents:
-        try:
-            parent_mode = parent.stat().st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            raise UsageError(f"--output {path}: cannot reach {parent}: {exc.strerror or exc}", hint=hint) from None
-        if not stat.S_ISDIR(parent_mode):
-            raise UsageError(f"--output {path}: {parent} is {_kind(parent_mode)}, not a directory", hint=hint)
-        return
+    """Refuse an output the rename would put a workflow in place of: anything but a regular file or nothing."""
+    check_output_file(path, _OUTPUT_HINT)
 
 
 # -- 2. the workflow as data, then YAML ------------------------------------------------
@@ -258,23 +226,5 @@ def github_workflow(recipes: list[Recipe], options: WorkflowOptions = WorkflowOp
 
 # -- 3. writing ------------------------------------------------------------------------
 def write_workflow(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` by a rename from a temporary file beside it; never leave the temporary."""
-    check_output(path)
-    hint = "check that the folder is writable and the disk not full, or give another --output"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as exc:
-        raise LayerError(f"cannot write {path}: {exc.strerror or exc}", hint=hint) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        # mkstemp makes it 0600; a workflow is read by everyone who clones, so keep the old file's mode or 0644.
-        os.chmod(temp, stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o644)
-        check_output(path)  # again, just before the rename: a device made there since is still not replaced
-        os.replace(temp, path)
-    except BaseException as exc:
-        Path(temp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise LayerError(f"cannot write {path}: {exc.strerror or exc}", hint=hint) from None
-        raise
+    """Write ``text`` to ``path`` by a rename from a temporary file beside it (``files.write_output_file``)."""
+    write_output_file(path, text, _OUTPUT_HINT)

@@ -206,7 +206,7 @@ def test_the_output_is_checked_before_the_recipes_are_read(tmp_path):
 
 def test_a_failed_write_is_one_line_and_leaves_no_temporary(project, monkeypatch):
     from builder.cli import app
-    from builder.rebuild import schedule as module
+    from builder import files as module  # where the workflow writer lives (files.write_output_file)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
